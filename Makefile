@@ -1,0 +1,36 @@
+# The README's commands. `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/simclr.py:cpu
+WORKDIR ?= workdirs/simclr_cpu
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test bench data venv clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Offline Fashion-MNIST: the Debian package ships the original IDX files.
+data:
+	@test -f $(FMNIST)/train-images-idx3-ubyte.gz || { \
+	  command -v apt-get >/dev/null || { echo "error: no apt-get; put the Fashion-MNIST IDX files in $(FMNIST) or pass --config.data.path=DIR" >&2; exit 2; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+	@echo "Fashion-MNIST: $(FMNIST)"
+
+run: venv data
+	$(PY) launch/run.py --config $(CONFIG) --workdir $(WORKDIR) $(ARGS)
+
+test: venv data
+	$(PY) -m pytest -q tests
+
+bench: venv data
+	$(PY) benchmarks/input_pipeline.py
+
+clean:
+	rm -rf workdirs

@@ -1,0 +1,160 @@
+"""Figures for inspecting learned representations: t-SNE maps and nearest-neighbour grids.
+
+Each function saves a PNG and returns `(path, image)`, where `image` is the saved PNG read back as
+an (H, W, 4) uint8 array, ready for a TensorBoard image summary.
+
+Example:
+  >>> idx, _ = nearest_neighbors(test_feats[:8], train_feats, k=8)
+  >>> neighbors_plot(test_images[:8], {"SimCLR": train_images[idx]}, "nn.png")
+"""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: file output only, safe on servers and in tests
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+
+__all__ = ["neighbors_plot", "tsne_plot"]
+
+_MAX_LEGEND_CLASSES = 20  # beyond this a legend hides the plot and no colour map separates them
+
+
+def _save(fig: plt.Figure, path) -> tuple[str, np.ndarray]:
+  path = os.fspath(path)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  try:
+    fig.savefig(path, dpi=100, bbox_inches="tight", facecolor="white")
+  finally:
+    plt.close(fig)
+  # Read the file back so the returned array is exactly what was written.
+  image = plt.imread(path)
+  return path, np.round(image * 255).astype(np.uint8)
+
+
+def tsne_plot(features, labels, path, *, class_names=None, title: str = "",
+              max_points: int = 2000, seed: int = 0) -> tuple[str, np.ndarray]:
+  """2-D t-SNE map of features, one colour per class.
+
+  Args:
+    features: (N, D) array.
+    labels: (N,) int class ids.
+    path: where to write the PNG; parent folders are created.
+    class_names: optional names indexed by class id, shown in the legend.
+    title: figure title.
+    max_points: a seeded random subset of at most this many rows is embedded (t-SNE is O(N^2)).
+    seed: seeds the subset and t-SNE.
+
+  Returns:
+    (path, (H, W, 4) uint8 image of the saved PNG).
+  """
+  features, labels = np.asarray(features, np.float32), np.asarray(labels)
+  if features.ndim != 2 or labels.shape != (len(features),):
+    raise ValueError(f"Need (N, D) features and (N,) labels; got {features.shape}, {labels.shape}.")
+  if len(features) < 3:
+    raise ValueError(f"t-SNE needs at least 3 points, got {len(features)}.")
+  rng = np.random.default_rng(seed)
+  if len(features) > max_points:
+    keep = np.sort(rng.choice(len(features), max_points, replace=False))
+    features, labels = features[keep], labels[keep]
+  # sklearn requires perplexity < n_samples; 30 is the usual value.
+  embedding = TSNE(n_components=2, init="pca", perplexity=min(30.0, len(features) - 1.0),
+                   random_state=seed).fit_transform(features)
+
+  classes = np.unique(labels)
+  cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20" if len(classes) <= 20 else "turbo")
+  fig, ax = plt.subplots(figsize=(6, 6))
+  for i, c in enumerate(classes):
+    color = cmap(i) if len(classes) <= 20 else cmap(i / max(len(classes) - 1, 1))
+    name = class_names[c] if class_names is not None else str(c)
+    ax.scatter(*embedding[labels == c].T, s=6, alpha=0.8, color=color, label=name, linewidths=0)
+  ax.set_box_aspect(1)
+  ax.set_xticks([])
+  ax.set_yticks([])
+  if title:
+    ax.set_title(title)
+  if len(classes) <= _MAX_LEGEND_CLASSES:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=3,
+              fontsize=9, ncols=1 if len(classes) <= 12 else 2)
+  return _save(fig, path)
+
+
+def _to_display(images: np.ndarray) -> np.ndarray:
+  """uint8 [0, 255] or float [0, 1] images -> float [0, 1], single channels squeezed."""
+  images = np.asarray(images)
+  images = images / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+  images = np.clip(images, 0.0, 1.0)
+  return images[..., 0] if images.shape[-1] == 1 else images
+
+
+def _show(ax: plt.Axes, image: np.ndarray, border: str | None) -> None:
+  ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
+            interpolation="nearest")
+  # Ticks off but spines kept, so a spine can serve as the border.
+  ax.set_xticks([])
+  ax.set_yticks([])
+  for spine in ax.spines.values():
+    spine.set_visible(border is not None)
+    if border is not None:
+      spine.set_color(border)
+      spine.set_linewidth(3)
+
+
+def neighbors_plot(query_images, neighbor_images_by_name: dict, path, *, title: str = "",
+                   query_labels=None, neighbor_labels_by_name: dict | None = None
+                   ) -> tuple[str, np.ndarray]:
+  """Grid of query images and their nearest training images, one block of rows per encoder.
+
+  Args:
+    query_images: (Q, H, W, C) uint8 or float in [0, 1]; C is 1 (shown in gray) or 3.
+    neighbor_images_by_name: {encoder name: (Q, K, H, W, C)}, neighbours most similar first,
+      e.g. {'SimCLR': ..., 'random init': ...}.
+    path: where to write the PNG; parent folders are created.
+    title: figure title.
+    query_labels: optional (Q,) labels; with `neighbor_labels_by_name` ({name: (Q, K)}) a
+      neighbour whose label differs from its query's gets a red border.
+
+  Returns:
+    (path, (H, W, 4) uint8 image of the saved PNG).
+  """
+  queries = np.asarray(query_images)
+  if queries.ndim != 4 or queries.shape[-1] not in (1, 3):
+    raise ValueError(f"query_images must be (Q, H, W, C) with C in (1, 3), got {queries.shape}.")
+  if not neighbor_images_by_name:
+    raise ValueError("neighbor_images_by_name must name at least one encoder.")
+  num_queries = len(queries)
+  neighbors = {name: np.asarray(n) for name, n in neighbor_images_by_name.items()}
+  num_neighbors = next(iter(neighbors.values())).shape[1]
+  for name, n in neighbors.items():
+    if n.shape != (num_queries, num_neighbors, *queries.shape[1:]):
+      raise ValueError(f"neighbor_images_by_name[{name!r}] must have shape "
+                       f"{(num_queries, num_neighbors, *queries.shape[1:])}, got {n.shape}.")
+  mark_errors = query_labels is not None and neighbor_labels_by_name is not None
+  if mark_errors:
+    query_labels = np.asarray(query_labels)
+    neighbor_labels_by_name = {k: np.asarray(v) for k, v in neighbor_labels_by_name.items()}
+
+  cell = 1.0  # inches per image
+  fig = plt.figure(figsize=(cell * (num_neighbors + 1),
+                            (cell * num_queries + 0.4) * len(neighbors) + (0.4 if title else 0)))
+  blocks = np.atleast_1d(fig.subfigures(len(neighbors), 1))
+  queries = _to_display(queries)
+  for block, (name, images) in zip(blocks, neighbors.items()):
+    block.suptitle(name, fontsize=11, fontweight="bold")
+    axes = block.subplots(num_queries, num_neighbors + 1, squeeze=False,
+                          gridspec_kw=dict(wspace=0.08, hspace=0.08))
+    images = _to_display(images)
+    for q in range(num_queries):
+      _show(axes[q, 0], queries[q], border=None)
+      for j in range(num_neighbors):
+        wrong = mark_errors and neighbor_labels_by_name[name][q, j] != query_labels[q]
+        _show(axes[q, j + 1], images[q, j], border="red" if wrong else None)
+    axes[0, 0].set_title("query", fontsize=8)
+    for j in range(num_neighbors):
+      axes[0, j + 1].set_title(f"{j + 1}", fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=12, y=1.02)
+  return _save(fig, path)

@@ -1,0 +1,101 @@
+"""The image eval suite a run ends with: kNN and linear probes at label fractions, for the trained encoder and
+for the baselines the config names (raw pixels, the same architecture at its random init), plus pictures.
+
+Every encoder is read out the same way (`method.embed`), so the lift over the baselines is the lift of training.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from ssljax import sharding
+from ssljax.config import ConfigError
+from ssljax.data import images as image_data
+from ssljax.evals import knn, linear, plots
+
+
+def embed_split(method, params, method_state, split, config, mesh) -> np.ndarray:
+  """Features of every image of `split`, computed on the mesh in fixed-size batches."""
+  batch_size = config.evals.batch_size
+  sharding.check_batch_size(batch_size, mesh)
+  repl, rows = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  fn = jax.jit(lambda p, s, b: method.embed(p, s, b, config), in_shardings=(repl, repl, rows), out_shardings=rows)
+  out = []
+  for batch, valid in image_data.eval_batches(split, batch_size):
+    out.append(np.asarray(jax.device_get(fn(params, method_state, sharding.global_batch(batch, mesh))))[:valid])
+  return np.concatenate(out)
+
+
+def _fraction_name(fraction: float) -> str:
+  return "linear" if fraction == 1.0 else f"linear_{fraction * 100:g}pct"
+
+
+def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config) -> dict:
+  """kNN and linear-probe top-1 at each label fraction, under the names eval.json uses."""
+  e = config.evals
+  out = {"knn/top1": knn.knn_top1(train_x, train_y, test_x, test_y, num_classes=num_classes, k=e.knn_k,
+                                  temperature=e.knn_temperature)}
+  for fraction in e.label_fractions:
+    idx = linear.label_fraction_indices(train_y, fraction, seed=config.seed)
+    result = linear.linear_probe(train_x[idx], train_y[idx], test_x, test_y, num_classes=num_classes,
+                                 seed=config.seed)
+    out[f"{_fraction_name(fraction)}/top1"] = float(result["top1"])
+  return out
+
+
+def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_split, initial_state=None,
+             writer=None, step: int = 0) -> dict:
+  """Runs the suite; `initial_state()` gives the run's state at step 0 (for the random-init baseline)."""
+  eval_split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
+  num_classes = max(train_split.num_classes, eval_split.num_classes)
+  features = {"": (embed_split(method, params, method_state, train_split, config, mesh),
+                   embed_split(method, params, method_state, eval_split, config, mesh))}
+  for baseline in config.evals.baselines:
+    if baseline == "raw_pixels":
+      flat = lambda s: s.images.reshape(len(s.images), -1).astype(np.float32) / 255.0
+      features["baseline/raw_pixels/"] = (flat(train_split), flat(eval_split))
+    elif baseline == "random_init":
+      # The run's own starting point: same architecture, same seed, same readout.
+      start = initial_state()
+      p0, s0 = start.params, start.method_state
+      features["baseline/random_init/"] = (embed_split(method, p0, s0, train_split, config, mesh),
+                                           embed_split(method, p0, s0, eval_split, config, mesh))
+    else:
+      raise ConfigError(f"evals.baselines: unknown baseline '{baseline}' (known: raw_pixels, random_init)")
+
+  results = {}
+  for prefix, (train_x, test_x) in features.items():
+    scores = probe_scores(train_x, train_split.labels, test_x, eval_split.labels, num_classes=num_classes,
+                          config=config)
+    results.update({prefix + k: v for k, v in scores.items()})
+    print(f"eval {prefix or 'trained/'}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
+
+  if config.evals.plots and jax.process_index() == 0:
+    _pictures(config, workdir, features, train_split, eval_split, writer, step)
+  return results
+
+
+def _pictures(config, workdir, features, train_split, eval_split, writer, step) -> None:
+  train_x, test_x = features[""]
+  _, tsne = plots.tsne_plot(test_x, eval_split.labels, os.path.join(workdir, "tsne.png"),
+                            class_names=eval_split.class_names, title=f"{config.method}: test-set embeddings",
+                            seed=config.seed)
+  queries = np.random.default_rng(config.seed).choice(len(eval_split.labels), size=8, replace=False)
+  names = {"": config.method, "baseline/random_init/": "random init"}
+  neighbor_images, neighbor_labels = {}, {}
+  for prefix, title in names.items():
+    if prefix in features:
+      bank, query = features[prefix]
+      idx, _ = knn.nearest_neighbors(query[queries], bank, k=8)
+      idx = np.asarray(idx)
+      neighbor_images[title] = train_split.images[idx]
+      neighbor_labels[title] = train_split.labels[idx]
+  _, grid = plots.neighbors_plot(eval_split.images[queries], neighbor_images, os.path.join(workdir, "neighbors.png"),
+                                 title="test images and their nearest training images",
+                                 query_labels=eval_split.labels[queries], neighbor_labels_by_name=neighbor_labels)
+  if writer is not None:
+    writer.write_image(step, "tsne", tsne)
+    writer.write_image(step, "neighbors", grid)

@@ -1,0 +1,233 @@
+"""Contrastive losses and metrics: InfoNCE, NT-Xent and contrastive accuracy.
+
+Pure functions on global arrays. Under `jax.jit` with inputs sharded over a device
+mesh (e.g. `NamedSharding(mesh, P('data'))`), the similarity matrix is taken over the
+whole global batch, so the negatives are global across devices without any
+`axis_name` collective: the SPMD partitioner inserts the gathers.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["info_nce", "nt_xent", "contrastive_accuracy"]
+
+Temperature = Union[float, jax.Array]
+
+# Self-similarity is masked with a finite value, not -inf: -inf turns into NaN as soon as
+# it meets a 0 (0 * -inf in a one-hot product or a JVP, -inf - -inf in a max-shift).
+_MASK_VALUE = float(jnp.finfo(jnp.float32).min)
+# Norm floor, so a zero embedding normalises to zero with finite gradients.
+_NORM_EPS = 1e-6
+
+
+def _check_embeddings(name: str, x: jax.Array) -> None:
+    if jnp.ndim(x) != 2:
+        raise ValueError(f"`{name}` must have rank 2 (batch, dim), got shape {jnp.shape(x)}.")
+    if x.shape[0] == 0:
+        raise ValueError(f"`{name}` must have a non-empty batch, got shape {x.shape}.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"`{name}` must be floating point, got dtype {x.dtype}.")
+
+
+def _check_same_shape(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must have the same shape, got {a.shape} and {b.shape}."
+        )
+
+
+def _check_temperature(temperature: Temperature) -> None:
+    # A traced or array temperature (e.g. CLIP's learnable one) is not checked.
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        if not temperature > 0:
+            raise ValueError(f"`temperature` must be > 0, got {temperature}.")
+
+
+def _upcast(x: jax.Array) -> jax.Array:
+    # The log-sum-exp over thousands of negatives loses too much precision in bf16.
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _l2_normalize(x: jax.Array) -> jax.Array:
+    sq_norm = jnp.sum(x * x, axis=-1, keepdims=True)
+    return x * lax.rsqrt(jnp.maximum(sq_norm, _NORM_EPS**2))
+
+
+def _similarity(a: jax.Array, b: jax.Array) -> jax.Array:
+    # HIGHEST: TPU/GPU default f32 matmuls use bf16/TF32 passes, too coarse once
+    # divided by a small temperature.
+    return jnp.matmul(a, b.T, precision=lax.Precision.HIGHEST)
+
+
+def _cross_entropy(logits: jax.Array, positive_index: jax.Array) -> jax.Array:
+    """Mean over rows of -log softmax(logits)[row, positive_index[row]]."""
+    # Max-shift under stop_gradient: exp never overflows, gradients are unchanged.
+    shift = lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
+    shifted = logits - shift
+    log_normalizer = jnp.log(jnp.sum(jnp.exp(shifted), axis=1))
+    positive = jnp.take_along_axis(shifted, positive_index[:, None], axis=1)[:, 0]
+    return jnp.mean(log_normalizer - positive)
+
+
+def _two_view_logits(
+    z1: jax.Array, z2: jax.Array, temperature: Temperature, normalize: bool
+) -> tuple[jax.Array, jax.Array]:
+    """Scaled similarities of all 2N embeddings, self masked out, and each row's positive."""
+    z = _upcast(jnp.concatenate([z1, z2], axis=0))
+    if normalize:
+        z = _l2_normalize(z)
+    n = z1.shape[0]
+    # Mask after dividing by the temperature, so the mask value cannot overflow to -inf.
+    logits = _similarity(z, z) / temperature
+    logits = jnp.where(jnp.eye(2 * n, dtype=bool), _MASK_VALUE, logits)
+    positive_index = (jnp.arange(2 * n) + n) % (2 * n)
+    return logits, positive_index
+
+
+def info_nce(
+    queries: jax.Array,
+    keys: jax.Array,
+    *,
+    temperature: Temperature,
+    negatives: Optional[jax.Array] = None,
+    normalize: bool = True,
+) -> jax.Array:
+    """InfoNCE loss: classify each query's positive key among negatives.
+
+    Row ``i`` of ``queries`` has positive ``keys[i]``. With ``negatives=None`` the other
+    rows of ``keys`` are its negatives (in-batch, one direction of CPC/CLIP). With an
+    explicit ``negatives`` bank (MoCo's queue) the logits of query ``i`` are
+    ``[q_i . k_i, q_i . negatives]`` and the other in-batch keys are not used.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> q = jnp.eye(2)
+      >>> print(f"{info_nce(q, q, temperature=0.5):.4f}")  # -log(e^2 / (e^2 + 1))
+      0.1269
+      >>> queue = -q  # MoCo-style bank; in-batch keys are then not negatives
+      >>> loss = info_nce(q, q, temperature=0.5, negatives=queue)
+      >>> print(f"{loss:.4f}")  # -log(e^2 / (e^2 + e^-2 + 1))
+      0.1429
+
+    Args:
+      queries: (N, D) query embeddings; any float dtype, computed in at least float32.
+      keys: (N, D) keys; ``keys[i]`` is the positive of ``queries[i]``.
+      temperature: softmax temperature tau > 0; logits are similarities / tau.
+      negatives: optional (M, D) negative bank shared by all queries.
+      normalize: L2-normalise queries, keys and negatives first (cosine similarity).
+
+    Returns:
+      Scalar float32 (float64 for float64 inputs) cross-entropy averaged over queries.
+
+    References:
+      A. van den Oord et al., `Representation Learning with Contrastive Predictive
+      Coding <https://arxiv.org/abs/1807.03748>`_, 2018.
+      K. He et al., `Momentum Contrast for Unsupervised Visual Representation
+      Learning <https://arxiv.org/abs/1911.05722>`_, 2020.
+    """
+    _check_embeddings("queries", queries)
+    _check_embeddings("keys", keys)
+    _check_same_shape("queries", queries, "keys", keys)
+    _check_temperature(temperature)
+    q, k = _upcast(queries), _upcast(keys)
+    if normalize:
+        q, k = _l2_normalize(q), _l2_normalize(k)
+    n = q.shape[0]
+    if negatives is None:
+        logits = _similarity(q, k)
+        positive_index = jnp.arange(n)
+    else:
+        _check_embeddings("negatives", negatives)
+        if negatives.shape[1] != queries.shape[1]:
+            raise ValueError(
+                f"`negatives` must have feature dim {queries.shape[1]} like `queries`, "
+                f"got shape {negatives.shape}."
+            )
+        neg = _upcast(negatives)
+        if normalize:
+            neg = _l2_normalize(neg)
+        positive = jnp.sum(q * k, axis=1, keepdims=True)
+        logits = jnp.concatenate([positive, _similarity(q, neg)], axis=1)
+        positive_index = jnp.zeros(n, dtype=jnp.int32)
+    return _cross_entropy(logits / temperature, positive_index)
+
+
+def nt_xent(
+    z1: jax.Array,
+    z2: jax.Array,
+    *,
+    temperature: Temperature = 0.5,
+    normalize: bool = True,
+) -> jax.Array:
+    """SimCLR's NT-Xent loss (normalised temperature-scaled cross entropy).
+
+    The 2N embeddings ``concat(z1, z2)`` are each used as an anchor: its positive is the
+    other view of the same example and its negatives are the remaining 2N - 2
+    embeddings (self-similarity excluded). Per anchor,
+    ``l(i, j) = -log(exp(sim(i, j) / tau) / sum_{k != i} exp(sim(i, k) / tau))``,
+    averaged over all 2N anchors.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> z = jnp.eye(2)
+      >>> print(f"{nt_xent(z, z, temperature=0.5):.4f}")  # -log(e^2 / (e^2 + 2))
+      0.2395
+
+    Args:
+      z1: (N, D) embeddings of the first view; any float dtype, computed in at least
+        float32.
+      z2: (N, D) embeddings of the second view; ``z2[i]`` pairs with ``z1[i]``.
+      temperature: softmax temperature tau > 0.
+      normalize: L2-normalise first, so sim is the cosine similarity (as in the paper).
+
+    Returns:
+      Scalar float32 (float64 for float64 inputs) loss averaged over the 2N anchors.
+
+    References:
+      T. Chen et al., `A Simple Framework for Contrastive Learning of Visual
+      Representations <https://arxiv.org/abs/2002.05709>`_, 2020, eq. (1).
+    """
+    _check_embeddings("z1", z1)
+    _check_embeddings("z2", z2)
+    _check_same_shape("z1", z1, "z2", z2)
+    _check_temperature(temperature)
+    logits, positive_index = _two_view_logits(z1, z2, temperature, normalize)
+    return _cross_entropy(logits, positive_index)
+
+
+def contrastive_accuracy(
+    z1: jax.Array,
+    z2: jax.Array,
+    *,
+    normalize: bool = True,
+) -> jax.Array:
+    """Fraction of the 2N anchors whose most similar other embedding is its positive.
+
+    Uses the same anchors and candidates as `nt_xent`; a progress metric, not a loss.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> print(contrastive_accuracy(jnp.eye(3), jnp.eye(3)))
+      1.0
+
+    Args:
+      z1: (N, D) embeddings of the first view.
+      z2: (N, D) embeddings of the second view; ``z2[i]`` pairs with ``z1[i]``.
+      normalize: compare by cosine similarity (True) or raw dot product (False).
+
+    Returns:
+      Scalar float32 in [0, 1].
+
+    References:
+      T. Chen et al., `A Simple Framework for Contrastive Learning of Visual
+      Representations <https://arxiv.org/abs/2002.05709>`_, 2020.
+    """
+    _check_embeddings("z1", z1)
+    _check_embeddings("z2", z2)
+    _check_same_shape("z1", z1, "z2", z2)
+    logits, positive_index = _two_view_logits(z1, z2, 1.0, normalize)
+    return jnp.mean(jnp.argmax(logits, axis=1) == positive_index, dtype=jnp.float32)

@@ -1,0 +1,255 @@
+"""The one training loop: `train_and_evaluate(config, workdir)`, used by every method.
+
+It builds the mesh, streams global batches, jits `value_and_grad(method.loss_fn)` with donated state,
+applies the optax update, writes metrics, saves and resumes Orbax checkpoints, and runs the evals at the end.
+It knows nothing about any one method: `ssljax.methods` maps `config.method` to the module.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ssljax import config as config_lib
+from ssljax import metrics as metrics_lib
+from ssljax import methods, optim, sharding
+from ssljax.checkpoint import Checkpointer
+from ssljax.data import images as image_data
+
+
+class TrainingError(RuntimeError):
+  """A run that cannot go on; the message is one line for the user."""
+
+
+class Preempted(RuntimeError):
+  """SIGTERM arrived; a checkpoint of the current step was saved."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  method_state: Any  # non-trained state of the method: batch stats, queues, EMA targets
+  rng: jax.Array
+
+
+def params_sha256(params) -> str:
+  """sha256 over every leaf's path, dtype, shape and bytes, in sorted path order: equal hashes, equal params."""
+  h = hashlib.sha256()
+  leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+  for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+    leaf = np.ascontiguousarray(leaf)
+    h.update(f"{jax.tree_util.keystr(path)}|{leaf.dtype}|{leaf.shape}|".encode())
+    h.update(leaf.tobytes())
+  return h.hexdigest()
+
+
+def make_train_step(method, config, tx: optax.GradientTransformation, schedule):
+  """The pure update: one global batch in, the next state and this step's metrics out."""
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)  # the step decides the augmentations, so resume is exact
+    grad_fn = jax.value_and_grad(functools.partial(method.loss_fn, config=config), has_aux=True)
+    (loss, (metrics, method_state)), grads = grad_fn(state.params, state.method_state, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.global_norm(grads)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, learning_rate=schedule(state.step),
+                   finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, method_state=method_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
+  """Creates the workdir, or checks that the run in it came from the same config; refuses otherwise."""
+  path = os.path.join(workdir, "config.json")
+  current = config_lib.to_dict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if config_lib.fingerprint(previous) != config_lib.fingerprint(current):
+      changed = config_lib.config_diff(previous, current)
+      raise TrainingError(f"workdir {workdir} holds a run of a different config (changed: {', '.join(changed)}); "
+                          "use a new --workdir or the original config")
+  elif is_main:
+    os.makedirs(workdir, exist_ok=True)
+    metrics_lib.write_json_atomic(path, current)
+
+
+def _total_steps(config, steps_per_epoch: int) -> int:
+  total = config.total_steps if config.total_steps > 0 else config.epochs * steps_per_epoch
+  if total <= 0:
+    raise TrainingError("set total_steps or epochs to a positive number")
+  return int(total)
+
+
+class _SigtermFlag:
+  """Turns SIGTERM (preemption, scancel, kill) into a flag that the loop checks between steps."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.raised = True
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
+
+  def agreed(self) -> bool:
+    """All processes stop at the same step, or the collective save would hang."""
+    if jax.process_count() == 1:
+      return self.raised
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.array(self.raised))))
+
+
+def _check_finite(pending: list, last_good: int | None, checkpoint_dir: str) -> list[dict]:
+  """Fetches the metrics of the steps run since the last check; raises at the first non-finite one."""
+  fetched = jax.device_get(pending)
+  for step, m in fetched:
+    if not bool(m["finite"]):
+      where = f"step {last_good} in {checkpoint_dir}" if last_good is not None else "none was saved yet"
+      raise TrainingError(f"non-finite loss or gradients at step {step} (loss={float(m['loss']):.4g}, "
+                          f"grad_norm={float(m['grad_norm']):.4g}); the last good checkpoint is {where}; "
+                          "lower optim.learning_rate or set optim.grad_clip_norm")
+  return [m for _, m in fetched]
+
+
+def _last_logged_loss(workdir: str) -> float:
+  """The loss last written to metrics.jsonl: the final loss of a run resumed at its last step."""
+  try:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      lines = [json.loads(line) for line in f if line.strip()]
+    return float(lines[-1]["loss"])
+  except (OSError, ValueError, KeyError, IndexError):
+    return float("nan")
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains `config.method` in `workdir` (resuming from its checkpoint if any) and runs the evals.
+
+  Returns the eval results (also written to `workdir/eval.json`); `workdir/summary.json` gets the run's
+  steps, final loss, wall time and the sha256 of the final params.
+  """
+  t_start = time.perf_counter()
+  workdir = os.path.abspath(workdir)
+  method = methods.get_method(config.method)
+  is_main = jax.process_index() == 0
+  _prepare_workdir(workdir, config, is_main)
+
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  train_split = image_data.load_split(config.data, config.data.train_split, config.data.max_train_examples)
+  steps_per_epoch = image_data.steps_per_epoch(len(train_split.labels), config.batch_size)
+  total_steps = _total_steps(config, steps_per_epoch)
+  tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=total_steps,
+                                      steps_per_epoch=steps_per_epoch)
+
+  # Shapes only: init runs under jit straight into replicated buffers, so nothing is copied to the mesh.
+  example = {"image": jnp.zeros((config.batch_size, *train_split.images.shape[1:]), jnp.uint8)}
+  repl = sharding.replicated(mesh)
+
+  def init_state(rng):
+    init_rng, train_rng = jax.random.split(rng)
+    params, method_state = method.init(config, init_rng, example)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      method_state=method_state, rng=train_rng)
+
+  init_fn = jax.jit(init_state, out_shardings=repl)
+  state = init_fn(jax.random.PRNGKey(config.seed))
+
+  checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints, fingerprint=config_lib.fingerprint(config))
+  start_step = checkpointer.latest_step()
+  if start_step is not None:
+    state = checkpointer.restore(start_step, state)
+    print(f"resumed from step {start_step} of {total_steps} in {checkpointer.directory}", flush=True)
+  start_step = start_step or 0
+
+  train_step = jax.jit(make_train_step(method, config, tx, schedule), donate_argnums=0,
+                       in_shardings=(repl, sharding.batch_sharded(mesh)), out_shardings=(repl, repl))
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
+  progress = metrics_lib.Progress(total_steps=total_steps, batch_size=config.batch_size, num_devices=mesh.size,
+                                  start_step=start_step)
+  stream = image_data.train_stream(train_split, batch_size=config.batch_size, seed=config.seed,
+                                   start_step=start_step, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
+
+  pending, last_good, compiled, flops = [], start_step or None, None, None
+  final_loss = _last_logged_loss(workdir)
+  step = start_step
+  try:
+    with _SigtermFlag() as sigterm:
+      while step < total_steps:
+        batch = sharding.global_batch(next(stream), mesh)
+        if compiled is None:
+          compiled = train_step.lower(state, batch).compile()
+          flops = (compiled.cost_analysis() or {}).get("flops")
+        state, step_metrics = compiled(state, batch)
+        step += 1
+        pending.append((step, step_metrics))
+        if step == start_step + 1:
+          progress.start(step)
+        save_now = step % config.checkpoint_every == 0 or step == total_steps
+        stop_now = sigterm.agreed()
+        if save_now or stop_now or step % config.log_every == 0:
+          fetched = _check_finite(pending, last_good, checkpointer.directory)
+          pending = []
+          means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[-1] if k != "finite"}
+          final_loss = float(fetched[-1]["loss"])
+          means["examples_per_sec"] = progress.examples_per_sec(step)
+          writer.write_scalars(step, means)
+          progress.print(step, means)
+        if save_now or stop_now:
+          checkpointer.save(step, state, force=stop_now)
+          last_good = step
+        if stop_now:
+          checkpointer.wait()
+          raise Preempted(f"SIGTERM at step {step}: checkpoint saved in {checkpointer.directory}; "
+                          "run the same command again to resume")
+    checkpointer.wait()
+    train_s = time.perf_counter() - t_start
+    from ssljax.evals import suite  # lazy: matplotlib and sklearn are only needed here
+
+    results = suite.evaluate(config, workdir=workdir, mesh=mesh, method=method, params=state.params,
+                             method_state=state.method_state, train_split=train_split,
+                             initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)), writer=writer, step=step)
+  finally:
+    writer.close()
+    checkpointer.close()
+
+  summary = {
+      "steps": int(step),
+      "total_steps": total_steps,
+      "resumed_from": start_step,
+      "final_loss": final_loss,
+      "wall_s": time.perf_counter() - t_start,
+      "train_wall_s": train_s,
+      "examples_per_sec": progress.examples_per_sec(step),
+      "num_devices": mesh.size,
+      "flops_per_step": flops,
+      "params_sha256": params_sha256(state.params),
+  }
+  if is_main:
+    metrics_lib.write_json_atomic(os.path.join(workdir, "eval.json"), results)
+    metrics_lib.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+  return {"eval": results, "summary": summary}
