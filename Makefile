@@ -6,7 +6,9 @@ CONFIG ?= configs/simclr.py:cpu
 WORKDIR ?= workdirs/simclr_cpu
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test bench data venv clean
+CORPUS := data/text/corpus.txt.xz
+
+.PHONY: run test bench data corpus venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,14 @@ data:
 	  command -v apt-get >/dev/null || { echo "error: no apt-get; put the Fashion-MNIST IDX files in $(FMNIST) or pass --config.data.path=DIR" >&2; exit 2; }; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
 	@echo "Fashion-MNIST: $(FMNIST)"
+
+# The 17.6M-token English corpus of the word2vec cpu preset, rebuilt from Debian packages and gensim's test
+# data by data/recipe (apt-get download; nothing is installed system-wide). Takes a while; once.
+corpus: $(CORPUS)
+
+$(CORPUS):
+	bash data/recipe/make_corpus.sh $(CURDIR)/data/text/build
+	xz -T2 -c data/text/build/corpus.txt > $@.tmp && mv $@.tmp $@
 
 run: venv data
 	$(PY) launch/run.py --config $(CONFIG) --workdir $(WORKDIR) $(ARGS)

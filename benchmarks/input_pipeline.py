@@ -24,8 +24,7 @@ from ssljax.data import images
 from step_throughput import measure
 
 
-def pipeline_batches_per_s(config, batches: int) -> float:
-  split = images.load_split(config.data, config.data.train_split)
+def pipeline_batches_per_s(config, split, batches: int) -> float:
   mesh = sharding.make_mesh()
   stream = images.train_stream(split, batch_size=config.batch_size, seed=config.seed, start_step=0)
   for _ in range(5):  # tf.data warm-up
@@ -43,9 +42,9 @@ def main():
   parser.add_argument("--steps", type=int, default=5)
   args = parser.parse_args()
   config = config_lib.get_config(args.config)
-  host = pipeline_batches_per_s(config, args.batches)
-  step = measure(config, image_shape=(config.data.image_size, config.data.image_size, 1), steps=args.steps,
-                 warmup=1)
+  split = images.load_split(config.data, config.data.train_split)
+  host = pipeline_batches_per_s(config, split, args.batches)
+  step = measure(config, image_shape=split.images.shape[1:], steps=args.steps, warmup=1)
   consumed = 1e3 / step["step_ms"]
   print(f"input pipeline: {host:.1f} batches/s of {config.batch_size} images ({args.config}, tf.data -> mesh)")
   print(f"train step:     {consumed:.2f} steps/s ({step['step_ms']:.0f} ms/step on {step['devices']}x {step['device']})")

@@ -3,9 +3,10 @@
 Presets (`--config configs/simclr.py:PRESET`):
   cpu      SmallCNN on Fashion-MNIST (offline IDX files). The default of `make run`.
            python launch/run.py --config configs/simclr.py:cpu --workdir workdirs/simclr_cpu
-           2-core CPU: about 15 minutes end to end, evals included.
-           Expected (test set): linear/top1 ~0.88, knn/top1 ~0.86, above raw pixels (~0.84) and the
-           random-init encoder with the same readout. See README for the measured numbers.
+           2-core CPU: about 20 minutes end to end (15.6 min training, 4 min evals).
+           Measured (test set): linear/top1 0.871, linear_10pct 0.845, linear_1pct 0.796, knn/top1 0.807,
+           against raw pixels 0.846 / 0.829 / 0.781 / 0.789 and the random-init encoder with the same
+           readout 0.841 / 0.810 / 0.739 / 0.782.
   tiny     a few steps on a slice of Fashion-MNIST, for tests (seconds).
   cifar10  ResNet-18 (CIFAR stem), batch 512, LARS, lr 0.3*bs/256 (sqrt scaling off), 100 epochs, T=0.5,
            as in the SimCLR paper's CIFAR-10 appendix. One GPU (H100): about 1 h; expected linear/top1 ~0.83
@@ -104,7 +105,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.data.path = "/usr/share/datasets/fashion-mnist"
     c.data.image_size = 28
     c.model.encoder = "small_cnn"
-    c.model.encoder_kwargs = ml_collections.ConfigDict({"widths": (32, 64, 128)})
+    c.model.encoder_kwargs = ml_collections.ConfigDict({"widths": (16, 32, 64)})
     c.model.proj_hidden_dim = 256
     c.model.proj_out_dim = 64
     c.model.readout = "pooled_grid"
@@ -114,8 +115,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.optim.lr_scaling = "none"
     c.optim.weight_decay = 1e-4
     c.optim.warmup_epochs = 1.0
-    c.batch_size = 512
-    c.epochs = 10
+    c.batch_size = 256
+    c.epochs = 5
     c.checkpoint_every = 200
     c.log_every = 20
     if preset == "tiny":

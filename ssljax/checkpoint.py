@@ -12,6 +12,8 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from ssljax.config import ConfigError
+
 
 class Checkpointer:
 
@@ -38,7 +40,8 @@ class Checkpointer:
     out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                              meta=ocp.args.JsonRestore()))
     if out.meta.get("fingerprint") != self.fingerprint:
-      raise ValueError(f"checkpoint {self.directory}/{step} was written by a different config")
+      raise ConfigError(f"checkpoint {self.directory}/{step} was written by a different config; "
+                        "use a new --workdir or the original config")
     return out.state
 
   def wait(self) -> None:

@@ -1,4 +1,4 @@
-"""Contrastive losses and metrics: InfoNCE, NT-Xent and contrastive accuracy.
+"""Contrastive losses and metrics: InfoNCE, NT-Xent and contrastive accuracy; word2vec's SGNS and CBOW.
 
 Pure functions on global arrays. Under `jax.jit` with inputs sharded over a device
 mesh (e.g. `NamedSharding(mesh, P('data'))`), the similarity matrix is taken over the
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["info_nce", "nt_xent", "contrastive_accuracy"]
+__all__ = ["info_nce", "nt_xent", "contrastive_accuracy", "sgns", "cbow_ns"]
 
 Temperature = Union[float, jax.Array]
 
@@ -231,3 +231,121 @@ def contrastive_accuracy(
     _check_same_shape("z1", z1, "z2", z2)
     logits, positive_index = _two_view_logits(z1, z2, 1.0, normalize)
     return jnp.mean(jnp.argmax(logits, axis=1) == positive_index, dtype=jnp.float32)
+
+
+def _check_word2vec_shapes(inputs, outputs, labels, input_mask, output_mask):
+    if jnp.ndim(inputs) != 3 or jnp.ndim(outputs) != 3:
+        raise ValueError(f"`inputs` (B, C, D) and `outputs` (B, M, D) must have rank 3, got shapes "
+                         f"{jnp.shape(inputs)} and {jnp.shape(outputs)}.")
+    b, c, d = inputs.shape
+    if outputs.shape[0] != b or outputs.shape[2] != d:
+        raise ValueError(f"`outputs` must be (B={b}, M, D={d}), got shape {outputs.shape}.")
+    m = outputs.shape[1]
+    for name, x, shape in (("labels", labels, (b, m)), ("input_mask", input_mask, (b, c)),
+                           ("output_mask", output_mask, (b, m))):
+        if x is not None and jnp.shape(x) != shape:
+            raise ValueError(f"`{name}` must have shape {shape}, got {jnp.shape(x)}.")
+
+
+def _binary_logistic(logits, labels, output_mask):
+    """-log sigmoid(x) for label 1 and -log sigmoid(-x) for label 0, i.e. softplus(x) - label * x."""
+    per = jax.nn.softplus(logits) - labels * logits
+    return per if output_mask is None else per * output_mask
+
+
+def sgns(
+    inputs: jax.Array,
+    outputs: jax.Array,
+    labels: jax.Array,
+    *,
+    input_mask: Optional[jax.Array] = None,
+    output_mask: Optional[jax.Array] = None,
+) -> jax.Array:
+    """Skip-gram with negative sampling, for B groups that each share their output words.
+
+    In group b, each of C input vectors (the context words of one centre word) is scored by a dot
+    product against each of M output vectors (the centre word's output vector, label 1, and K
+    negative words, label 0), and pays ``-log sigmoid(x)`` for label 1, ``-log sigmoid(-x)`` for
+    label 0. word2vec draws K negatives per (centre, context) pair; drawing them per centre and
+    sharing them among its contexts (Ji et al., 2016) turns the work into small dense products.
+    With Huffman-path node vectors as outputs and ``1 - code`` as labels this is skip-gram with
+    hierarchical softmax.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.zeros((1, 2, 3))  # zero vectors: every logit is 0, each term is log 2
+      >>> print(f"{sgns(x, jnp.ones((1, 6, 3)), jnp.eye(6)[:1])[0]:.4f}")  # 2 inputs x 6 outputs
+      8.3178
+
+    Args:
+      inputs: (B, C, D) input-table vectors of the context words.
+      outputs: (B, M, D) output-table vectors.
+      labels: (B, M) 1 for the true word, 0 for negatives (floats or ints).
+      input_mask: optional (B, C) 1 for real contexts (the reduced window, line ends), 0 otherwise;
+        any non-negative weights work (each input's terms are multiplied by its weight).
+      output_mask: optional (B, M) 1 for outputs that count (0 for a negative equal to the true word,
+        or beyond a Huffman code's length).
+
+    Returns:
+      (B,) the loss of each group, summed over its (input, output) pairs, in at least float32.
+
+    References:
+      T. Mikolov et al., `Distributed Representations of Words and Phrases and their
+      Compositionality <https://arxiv.org/abs/1310.4546>`_, 2013, eq. (4).
+    """
+    _check_word2vec_shapes(inputs, outputs, labels, input_mask, output_mask)
+    logits = jnp.einsum("bcd,bmd->bcm", _upcast(inputs), _upcast(outputs))
+    labels = jnp.asarray(labels, logits.dtype)[:, None, :]
+    mask = None if output_mask is None else jnp.asarray(output_mask, logits.dtype)[:, None, :]
+    per_pair = _binary_logistic(logits, labels, mask).sum(-1)
+    if input_mask is not None:
+        per_pair = per_pair * jnp.asarray(input_mask, per_pair.dtype)
+    return per_pair.sum(-1)
+
+
+def cbow_ns(
+    inputs: jax.Array,
+    outputs: jax.Array,
+    labels: jax.Array,
+    *,
+    input_mask: Optional[jax.Array] = None,
+    output_mask: Optional[jax.Array] = None,
+) -> jax.Array:
+    """Continuous bag of words with negative sampling: the mean of each group's context vectors
+    predicts its centre word against K negatives.
+
+    ``h_b = mean_c inputs[b, c]`` over unmasked contexts; the loss of group b is
+    ``sum_m -log sigmoid(+-h_b . outputs[b, m])`` as in `sgns`. A group with no context costs 0.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.zeros((1, 2, 3))
+      >>> print(f"{cbow_ns(x, jnp.ones((1, 6, 3)), jnp.eye(6)[:1])[0]:.4f}")  # 6 outputs x log 2
+      4.1589
+
+    Args:
+      inputs: (B, C, D) input-table vectors of the context words.
+      outputs: (B, M, D) output vectors: the centre word (label 1) and K negatives (label 0), or
+        Huffman-path nodes (labels ``1 - code``) for hierarchical softmax.
+      labels: (B, M) binary targets.
+      input_mask: optional (B, C) 1 for real contexts.
+      output_mask: optional (B, M) 1 for outputs that count.
+
+    Returns:
+      (B,) the loss of each group, in at least float32.
+
+    References:
+      T. Mikolov et al., `Efficient Estimation of Word Representations in Vector Space
+      <https://arxiv.org/abs/1301.3781>`_, 2013.
+    """
+    _check_word2vec_shapes(inputs, outputs, labels, input_mask, output_mask)
+    inputs = _upcast(inputs)
+    if input_mask is None:
+        input_mask = jnp.ones(inputs.shape[:2], inputs.dtype)
+    input_mask = jnp.asarray(input_mask, inputs.dtype)
+    count = input_mask.sum(-1)
+    hidden = jnp.einsum("bcd,bc->bd", inputs, input_mask) / jnp.maximum(count, 1.0)[:, None]
+    logits = jnp.einsum("bd,bmd->bm", hidden, _upcast(outputs))
+    mask = None if output_mask is None else jnp.asarray(output_mask, logits.dtype)
+    loss = _binary_logistic(logits, jnp.asarray(labels, logits.dtype), mask).sum(-1)
+    return jnp.where(count > 0, loss, 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 
@@ -20,38 +21,64 @@ def write_json_atomic(path: str, obj) -> None:
 
 
 class MetricWriter:
-  """Scalars to `metrics.jsonl` and TensorBoard, images to TensorBoard. Only process 0 writes."""
+  """Scalars to `metrics.jsonl` and TensorBoard, images to TensorBoard. Only process 0 writes.
+
+  TensorBoard events are written with the `tensorboard` package alone: importing TensorFlow for them would
+  add half a gigabyte to runs that never use tf.data (word2vec).
+  """
 
   def __init__(self, workdir: str, *, enabled: bool = True):
     self.enabled = enabled
-    self._tb = None
     if enabled:
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-      import tensorflow as tf  # lazy: heavy, and already loaded by tf.data in training runs
+      # RecordWriter on a plain file: tensorboard's EventFileWriter would import TensorFlow for its gfile.
+      from tensorboard.compat.proto import event_pb2
+      from tensorboard.summary.writer.record_writer import RecordWriter
 
-      self._tf = tf
-      self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      os.makedirs(os.path.join(workdir, "tensorboard"), exist_ok=True)
+      name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
+      self._tb_file = open(os.path.join(workdir, "tensorboard", name), "wb")
+      self._tb = RecordWriter(self._tb_file)
+      self._tb.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+
+  def _write_summary(self, step: int, values: list) -> None:
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
+    self._tb.write(event.SerializeToString())
+    self._tb.flush()
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     if not self.enabled:
       return
+    from tensorboard.compat.proto import summary_pb2
+
     clean = {k: float(v) for k, v in scalars.items()}
     self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
     self._jsonl.flush()
-    with self._tb.as_default(step=int(step)):
-      for k, v in clean.items():
-        self._tf.summary.scalar(k, v)
+    self._write_summary(step, [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in clean.items()])
 
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:
+    """`image`: (H, W, C) uint8, C in 1, 3 or 4."""
     if not self.enabled:
       return
-    with self._tb.as_default(step=int(step)):
-      self._tf.summary.image(name, np.asarray(image)[None])
+    import io
+
+    import matplotlib.image
+    from tensorboard.compat.proto import summary_pb2
+
+    image = np.asarray(image)
+    png = io.BytesIO()
+    matplotlib.image.imsave(png, image[..., 0] if image.shape[-1] == 1 else image, format="png",
+                            cmap="gray" if image.shape[-1] == 1 else None)
+    encoded = summary_pb2.Summary.Image(height=image.shape[0], width=image.shape[1], colorspace=4,
+                                        encoded_image_string=png.getvalue())
+    self._write_summary(step, [summary_pb2.Summary.Value(tag=name, image=encoded)])
 
   def close(self) -> None:
     if self.enabled:
       self._jsonl.close()
-      self._tb.close()
+      self._tb_file.close()
 
 
 def _duration(seconds: float) -> str:
@@ -64,8 +91,9 @@ def _duration(seconds: float) -> str:
 class Progress:
   """`step 120/1170 (10%) | loss 5.12 | 812 ex/s, 101 ex/s/device | ETA 12m30s`, timed from the first step."""
 
-  def __init__(self, *, total_steps: int, batch_size: int, num_devices: int, start_step: int, stream=sys.stdout):
-    self.total, self.batch, self.devices, self.stream = total_steps, batch_size, num_devices, stream
+  def __init__(self, *, total_steps: int, batch_size: int, num_devices: int, start_step: int, unit: str = "ex",
+               stream=sys.stdout):
+    self.total, self.batch, self.devices, self.stream, self.unit = total_steps, batch_size, num_devices, stream, unit
     self._t0, self._step0 = None, start_step
 
   def start(self, step: int) -> None:
@@ -83,7 +111,7 @@ class Progress:
     parts = [f"step {step}/{self.total} ({100 * step / self.total:.0f}%)"]
     parts += [f"{k} {v:.4g}" for k, v in scalars.items() if k in ("loss", "accuracy", "learning_rate")]
     if eps:
-      parts += [f"{eps:.0f} ex/s, {eps / self.devices:.0f} ex/s/device", f"ETA {_duration(eta)}"]
+      parts += [f"{eps:.0f} {self.unit}/s, {eps / self.devices:.0f} {self.unit}/s/device", f"ETA {_duration(eta)}"]
     return " | ".join(parts)
 
   def print(self, step: int, scalars: dict) -> None:

@@ -33,8 +33,10 @@ def make_schedule(optim_config, *, batch_size: int, total_steps: int, steps_per_
     decay = optax.cosine_decay_schedule(peak, max(total_steps - warmup, 1))
   elif optim_config.schedule == "constant":
     decay = optax.constant_schedule(peak)
+  elif optim_config.schedule == "linear":  # word2vec's: straight down to final_learning_rate at the last step
+    decay = optax.linear_schedule(peak, optim_config.final_learning_rate, max(total_steps - warmup, 1))
   else:
-    raise ConfigError(f"optim.schedule='{optim_config.schedule}' is not one of cosine, constant")
+    raise ConfigError(f"optim.schedule='{optim_config.schedule}' is not one of cosine, constant, linear")
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
 
 

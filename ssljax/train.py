@@ -25,7 +25,6 @@ from ssljax import config as config_lib
 from ssljax import metrics as metrics_lib
 from ssljax import methods, optim, sharding
 from ssljax.checkpoint import Checkpointer
-from ssljax.data import images as image_data
 
 
 class TrainingError(RuntimeError):
@@ -57,16 +56,28 @@ def params_sha256(params) -> str:
 
 
 def make_train_step(method, config, tx: optax.GradientTransformation, schedule):
-  """The pure update: one global batch in, the next state and this step's metrics out."""
+  """The pure update: one global batch in, the next state and this step's metrics out.
+
+  By default the step is `value_and_grad(method.loss_fn)` and the optax update. A method whose update is
+  not a dense gradient step (word2vec's sparse SGD touches a few rows of large tables) exports
+  `update(params, method_state, batch, rng, learning_rate, config) -> (params, method_state, metrics)`
+  with `loss` and `grad_norm` among the metrics, and the step calls that instead.
+  """
 
   def train_step(state: TrainState, batch):
-    rng = jax.random.fold_in(state.rng, state.step)  # the step decides the augmentations, so resume is exact
-    grad_fn = jax.value_and_grad(functools.partial(method.loss_fn, config=config), has_aux=True)
-    (loss, (metrics, method_state)), grads = grad_fn(state.params, state.method_state, batch, rng)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    grad_norm = optax.global_norm(grads)
-    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, learning_rate=schedule(state.step),
+    rng = jax.random.fold_in(state.rng, state.step)  # the step decides the randomness, so resume is exact
+    learning_rate = schedule(state.step)
+    if hasattr(method, "update"):
+      params, method_state, metrics = method.update(state.params, state.method_state, batch, rng, learning_rate,
+                                                    config)
+      opt_state, loss, grad_norm = state.opt_state, metrics.pop("loss"), metrics.pop("grad_norm")
+    else:
+      grad_fn = jax.value_and_grad(functools.partial(method.loss_fn, config=config), has_aux=True)
+      (loss, (metrics, method_state)), grads = grad_fn(state.params, state.method_state, batch, rng)
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      grad_norm = optax.tree.norm(grads)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, learning_rate=learning_rate,
                    finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, method_state=method_state)
     return new_state, metrics
@@ -83,7 +94,7 @@ def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
       previous = json.load(f)
     if config_lib.fingerprint(previous) != config_lib.fingerprint(current):
       changed = config_lib.config_diff(previous, current)
-      raise TrainingError(f"workdir {workdir} holds a run of a different config (changed: {', '.join(changed)}); "
+      raise config_lib.ConfigError(f"workdir {workdir} holds a run of a different config (changed: {', '.join(changed)}); "
                           "use a new --workdir or the original config")
   elif is_main:
     os.makedirs(workdir, exist_ok=True)
@@ -93,7 +104,7 @@ def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
 def _total_steps(config, steps_per_epoch: int) -> int:
   total = config.total_steps if config.total_steps > 0 else config.epochs * steps_per_epoch
   if total <= 0:
-    raise TrainingError("set total_steps or epochs to a positive number")
+    raise config_lib.ConfigError("set total_steps or epochs to a positive number")
   return int(total)
 
 
@@ -128,9 +139,10 @@ def _check_finite(pending: list, last_good: int | None, checkpoint_dir: str) -> 
   fetched = jax.device_get(pending)
   for step, m in fetched:
     if not bool(m["finite"]):
-      where = f"step {last_good} in {checkpoint_dir}" if last_good is not None else "none was saved yet"
+      where = (f"the last good checkpoint is step {last_good} in {checkpoint_dir}" if last_good is not None
+               else "no checkpoint was saved before it")
       raise TrainingError(f"non-finite loss or gradients at step {step} (loss={float(m['loss']):.4g}, "
-                          f"grad_norm={float(m['grad_norm']):.4g}); the last good checkpoint is {where}; "
+                          f"grad_norm={float(m['grad_norm']):.4g}); {where}; "
                           "lower optim.learning_rate or set optim.grad_clip_norm")
   return [m for _, m in fetched]
 
@@ -159,19 +171,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
-  train_split = image_data.load_split(config.data, config.data.train_split, config.data.max_train_examples)
-  steps_per_epoch = image_data.steps_per_epoch(len(train_split.labels), config.batch_size)
+  train_data = method.load_train_data(config)
+  steps_per_epoch = train_data.steps_per_epoch(config.batch_size)
   total_steps = _total_steps(config, steps_per_epoch)
   tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=total_steps,
                                       steps_per_epoch=steps_per_epoch)
 
   # Shapes only: init runs under jit straight into replicated buffers, so nothing is copied to the mesh.
-  example = {"image": jnp.zeros((config.batch_size, *train_split.images.shape[1:]), jnp.uint8)}
+  example = jax.tree.map(jnp.asarray, train_data.example_batch(config.batch_size))
   repl = sharding.replicated(mesh)
 
   def init_state(rng):
     init_rng, train_rng = jax.random.split(rng)
-    params, method_state = method.init(config, init_rng, example)
+    params, method_state = method.init(config, init_rng, example, data=train_data)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       method_state=method_state, rng=train_rng)
 
@@ -189,10 +201,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                        in_shardings=(repl, sharding.batch_sharded(mesh)), out_shardings=(repl, repl))
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
   progress = metrics_lib.Progress(total_steps=total_steps, batch_size=config.batch_size, num_devices=mesh.size,
-                                  start_step=start_step)
-  stream = image_data.train_stream(train_split, batch_size=config.batch_size, seed=config.seed,
-                                   start_step=start_step, process_index=jax.process_index(),
-                                   process_count=jax.process_count())
+                                  start_step=start_step, unit=getattr(method, "EXAMPLE_UNIT", "ex"))
+  stream = train_data.stream(batch_size=config.batch_size, seed=config.seed, start_step=start_step,
+                             process_index=jax.process_index(), process_count=jax.process_count())
 
   pending, last_good, compiled, flops = [], start_step or None, None, None
   final_loss = _last_logged_loss(workdir)
@@ -228,11 +239,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
                           "run the same command again to resume")
     checkpointer.wait()
     train_s = time.perf_counter() - t_start
-    from ssljax.evals import suite  # lazy: matplotlib and sklearn are only needed here
-
-    results = suite.evaluate(config, workdir=workdir, mesh=mesh, method=method, params=state.params,
-                             method_state=state.method_state, train_split=train_split,
-                             initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)), writer=writer, step=step)
+    results = method.evaluate(config, workdir=workdir, mesh=mesh, method=method, params=state.params,
+                              method_state=state.method_state, train_data=train_data,
+                              initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)), writer=writer,
+                              step=step)
   finally:
     writer.close()
     checkpointer.close()

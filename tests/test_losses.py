@@ -297,3 +297,111 @@ def test_learnable_temperature_is_traced():
 def test_bad_inputs_raise_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------------------
+# word2vec: SGNS and CBOW against word2vec's update rule in float64.
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _neg_log_sigmoid(x):
+    """-log sigmoid(x), without log(0) at large |x|."""
+    return math.log1p(math.exp(-x)) if x >= 0 else -x + math.log1p(math.exp(x))
+
+
+def ref_sgns(inputs, outputs, labels, input_mask, output_mask):
+    """Per group: loss and gradients, one (context, output) pair at a time, as word2vec.c computes
+    them: g = label - sigmoid(h.o); the loss falls by g * o along h and g * h along o."""
+    inputs, outputs = inputs.astype(np.float64), outputs.astype(np.float64)
+    loss = np.zeros(len(inputs))
+    d_in, d_out = np.zeros_like(inputs), np.zeros_like(outputs)
+    for b in range(len(inputs)):
+        for c in range(inputs.shape[1]):
+            if not input_mask[b, c]:
+                continue
+            for m in range(outputs.shape[1]):
+                if not output_mask[b, m]:
+                    continue
+                x = inputs[b, c] @ outputs[b, m]
+                p = _sigmoid(x)
+                loss[b] += _neg_log_sigmoid(x if labels[b, m] else -x)
+                g = labels[b, m] - p
+                d_in[b, c] -= g * outputs[b, m]
+                d_out[b, m] -= g * inputs[b, c]
+    return loss, d_in, d_out
+
+
+def ref_cbow_ns(inputs, outputs, labels, input_mask, output_mask):
+    inputs, outputs = inputs.astype(np.float64), outputs.astype(np.float64)
+    loss = np.zeros(len(inputs))
+    d_in, d_out = np.zeros_like(inputs), np.zeros_like(outputs)
+    for b in range(len(inputs)):
+        members = [c for c in range(inputs.shape[1]) if input_mask[b, c]]
+        if not members:
+            continue
+        h = sum(inputs[b, c] for c in members) / len(members)
+        d_h = np.zeros_like(h)
+        for m in range(outputs.shape[1]):
+            if not output_mask[b, m]:
+                continue
+            x = h @ outputs[b, m]
+            p = _sigmoid(x)
+            loss[b] += _neg_log_sigmoid(x if labels[b, m] else -x)
+            g = labels[b, m] - p
+            d_h -= g * outputs[b, m]
+            d_out[b, m] -= g * h
+        for c in members:
+            d_in[b, c] = d_h / len(members)
+    return loss, d_in, d_out
+
+
+def _word2vec_case(seed, b=6, c=4, m=6, d=5, scale=0.7):
+    rng = np.random.default_rng(seed)
+    inputs = (scale * rng.standard_normal((b, c, d))).astype(np.float32)
+    outputs = (scale * rng.standard_normal((b, m, d))).astype(np.float32)
+    labels = np.zeros((b, m), np.float32)
+    labels[:, 0] = 1.0
+    input_mask = rng.random((b, c)) < 0.7
+    input_mask[0] = False  # a group without contexts
+    output_mask = rng.random((b, m)) < 0.8
+    output_mask[:, 0] = True
+    return inputs, outputs, labels, input_mask, output_mask
+
+
+@pytest.mark.parametrize("loss_fn, reference", [(losses.sgns, ref_sgns), (losses.cbow_ns, ref_cbow_ns)])
+@pytest.mark.parametrize("scale", [0.1, 0.7, 6.0])  # 6: logits of ~+-100, softplus must not overflow
+def test_word2vec_losses_and_gradients_match_reference(loss_fn, reference, scale):
+    inputs, outputs, labels, input_mask, output_mask = _word2vec_case(int(scale * 10), scale=scale)
+
+    def total(i, o):
+        per = loss_fn(i, o, labels, input_mask=input_mask, output_mask=output_mask)
+        return per.sum(), per
+
+    (_, per), (d_in, d_out) = jax.jit(jax.value_and_grad(total, argnums=(0, 1), has_aux=True))(inputs, outputs)
+    want, want_in, want_out = reference(inputs, outputs, labels, input_mask, output_mask)
+    assert per.shape == (len(inputs),) and per[0] == 0.0  # group 0 has no context
+    rtol = 1e-5 if scale < 1 else 1e-4
+    np.testing.assert_allclose(per, want, rtol=rtol, atol=1e-5)
+    np.testing.assert_allclose(d_in, want_in, rtol=rtol, atol=1e-5)
+    np.testing.assert_allclose(d_out, want_out, rtol=rtol, atol=1e-5)
+
+
+def test_word2vec_losses_without_masks_count_every_pair():
+    inputs, outputs, labels, _, _ = _word2vec_case(3)
+    ones_in, ones_out = np.ones(inputs.shape[:2], bool), np.ones(outputs.shape[:2], bool)
+    for loss_fn, reference in ((losses.sgns, ref_sgns), (losses.cbow_ns, ref_cbow_ns)):
+        got = loss_fn(inputs, outputs, labels)
+        np.testing.assert_allclose(got, reference(inputs, outputs, labels, ones_in, ones_out)[0], rtol=1e-5)
+
+
+def test_word2vec_losses_reject_bad_shapes():
+    inputs, outputs, labels, input_mask, _ = _word2vec_case(4)
+    with pytest.raises(ValueError, match="outputs"):
+        losses.sgns(inputs, outputs[:, :, :3], labels)
+    with pytest.raises(ValueError, match="labels"):
+        losses.cbow_ns(inputs, outputs, labels[:, :2])
+    with pytest.raises(ValueError, match="input_mask"):
+        losses.sgns(inputs, outputs, labels, input_mask=input_mask[:, :1])

@@ -45,6 +45,16 @@ class ImageSplit:
   def num_classes(self) -> int:
     return len(self.class_names)
 
+  # The engine's view of training data (ssljax/train.py); word2vec's TokenData has the same three methods.
+  def steps_per_epoch(self, batch_size: int) -> int:
+    return steps_per_epoch(len(self.labels), batch_size)
+
+  def example_batch(self, batch_size: int) -> dict:
+    return {"image": np.zeros((batch_size, *self.images.shape[1:]), np.uint8)}
+
+  def stream(self, **kwargs):
+    return train_stream(self, **kwargs)
+
 
 def read_idx(path: str) -> np.ndarray:
   """Reads an IDX file (optionally gzipped) into a numpy array."""

@@ -19,12 +19,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from threadpoolctl import threadpool_limits
 
 __all__ = ["fit_logistic_regression", "label_fraction_indices", "linear_probe",
            "logistic_regression_objective"]
 
 
-def logistic_regression_objective(params: dict, features, labels, l2) -> jax.Array:
+def logistic_regression_objective(params: dict, features, labels, l2,
+                                  sample_weights=None) -> jax.Array:
   """mean cross-entropy + l2 * ||W||^2; the bias is not penalised.
 
   Args:
@@ -32,19 +34,23 @@ def logistic_regression_objective(params: dict, features, labels, l2) -> jax.Arr
     features: (N, D) array.
     labels: (N,) ints in [0, C).
     l2: regularisation strength.
+    sample_weights: optional (N,) weights; the mean becomes sum(w * ce) / sum(w).
   """
   # W is stored (C, D), as torch.nn.Linear does: XLA:CPU then computes the gradient as
   # g.T @ x, about 4x faster than the x.T @ g it emits for a (D, C) kernel.
   logits = features @ params["w"].T + params["b"]
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  ce = ce.mean() if sample_weights is None else (
+      jnp.sum(sample_weights * ce) / jnp.sum(sample_weights))
   return ce + l2 * jnp.sum(jnp.square(params["w"]))
 
 
 @jax.jit
-def _lbfgs(params, rotated, labels, scale, l2, tol, max_iters):
+def _lbfgs(params, rotated, labels, sample_weights, scale, l2, tol, max_iters):
   """L-BFGS on the objective with W = (W' * scale) in the rotated basis; see `_Preconditioner`."""
   def objective(p):
-    return logistic_regression_objective({"w": p["w"] * scale, "b": p["b"]}, rotated, labels, l2)
+    return logistic_regression_objective({"w": p["w"] * scale, "b": p["b"]}, rotated, labels, l2,
+                                         sample_weights)
 
   solver = optax.lbfgs()
   # Reuses the value and gradient the zoom line search already computed at the accepted point.
@@ -74,8 +80,8 @@ class _Preconditioner(NamedTuple):
 
   Near W = 0 the objective's Hessian in W is about M / C + 2 l2 I (softmax curvature ~1/C per
   class). Optimising W' with W = (W' * scale) @ basis.T, scale = (eig(M) / C + 2 l2)^-1/2, makes
-  that Hessian close to the identity, so L-BFGS needs 2-3x fewer iterations on the correlated,
-  low-rank features real encoders produce. The objective and its minimiser are
+  that Hessian close to the identity, so L-BFGS needs 2-7x fewer iterations on correlated
+  features (7x on 512-d random ReLU features of Fashion-MNIST). The objective and its minimiser are
   unchanged; only the coordinates L-BFGS walks in differ.
   """
   rotated: jax.Array  # x @ basis
@@ -85,12 +91,16 @@ class _Preconditioner(NamedTuple):
   @classmethod
   def of(cls, features) -> "_Preconditioner":
     x = np.asarray(features, np.float32)
-    eigvals, basis = np.linalg.eigh((x.T @ x).astype(np.float64) / len(x))
-    basis = basis.astype(np.float32)
-    return cls(jnp.asarray(x @ basis), np.maximum(eigvals, 0.0), basis)
+    # One BLAS thread: 0.3 s for 60k x 512 either way when cores are free, but with cores shared
+    # (JAX's threads, other jobs) threaded OpenBLAS spins and took 5.5 s.
+    with threadpool_limits(1, user_api="blas"):
+      eigvals, basis = np.linalg.eigh((x.T @ x).astype(np.float64) / len(x))
+      basis = basis.astype(np.float32)
+      rotated = x @ basis
+    return cls(jnp.asarray(rotated), np.maximum(eigvals, 0.0), basis)
 
   def fit(self, labels, *, num_classes: int, l2: float, max_iters: int, tol: float,
-          init: dict | None) -> tuple[dict, float, int]:
+          init: dict | None, sample_weights=None) -> tuple[dict, float, int]:
     # 1e-6 keeps the scale finite for l2 = 0 along null directions of rank-deficient features.
     scale = (self.eigvals / num_classes + 2 * l2 + 1e-6).astype(np.float32) ** -0.5
     if init is None:
@@ -98,14 +108,17 @@ class _Preconditioner(NamedTuple):
               "b": np.zeros(num_classes, np.float32)}
     start = {"w": np.asarray(init["w"], np.float32) @ self.basis / scale,
              "b": np.asarray(init["b"], np.float32)}
-    params, value, count = _lbfgs(start, self.rotated, jnp.asarray(labels, jnp.int32), scale,
+    if sample_weights is None:  # explicit ones: one compiled program for weighted and not
+      sample_weights = np.ones(len(labels), np.float32)
+    params, value, count = _lbfgs(start, self.rotated, jnp.asarray(labels, jnp.int32),
+                                  jnp.asarray(sample_weights, jnp.float32), scale,
                                   jnp.float32(l2), jnp.float32(tol), jnp.int32(max_iters))
     w = (np.asarray(params["w"]) * scale) @ self.basis.T
     return {"w": w, "b": np.asarray(params["b"])}, float(value), int(count)
 
 
 def fit_logistic_regression(features, labels, *, num_classes: int, l2: float,
-                            max_iters: int = 1000, tol: float = 1e-5,
+                            max_iters: int = 1000, tol: float = 1e-4,
                             init: dict | None = None) -> tuple[dict, float, int]:
   """Minimises `logistic_regression_objective` with optax's L-BFGS (zoom line search).
 
@@ -130,11 +143,15 @@ def _accuracy(params: dict, features: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def _stratified_subset(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def _stratified_subset(labels: np.ndarray, fraction: float, rng: np.random.Generator, *,
+                       leave_one: bool = False) -> np.ndarray:
+  """round(fraction * count) random members of each class, at least one, and with `leave_one`
+  at most count - 1, so every class keeps a member outside the subset."""
   picked = []
   for c in np.unique(labels):
     members = np.flatnonzero(labels == c)
-    picked.append(rng.permutation(members)[:max(1, int(round(fraction * len(members))))])
+    size = max(1, int(round(fraction * len(members))))
+    picked.append(rng.permutation(members)[:min(size, len(members) - 1) if leave_one else size])
   return np.sort(np.concatenate(picked))
 
 
@@ -162,7 +179,7 @@ def label_fraction_indices(labels, fraction: float, *, seed: int) -> np.ndarray:
 def linear_probe(train_features, train_labels, test_features, test_labels, *, num_classes: int,
                  l2_grid: Sequence[float] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
                  val_fraction: float = 0.1, seed: int = 0, max_iters: int = 1000,
-                 tol: float = 1e-5) -> dict:
+                 tol: float = 1e-4) -> dict:
   """Linear-probe top-1 accuracy with the L2 strength chosen on a held-out validation split.
 
   Args:
@@ -203,16 +220,23 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
   train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
 
   val = np.zeros(len(train_y), bool)
-  val[_stratified_subset(train_y, val_fraction, np.random.default_rng(seed))] = True
+  rng = np.random.default_rng(seed)
+  val[_stratified_subset(train_y, val_fraction, rng, leave_one=True)] = True
+  if not val.any():
+    raise ValueError("Every class has a single train example: nothing to hold out to choose l2.")
   fit_kwargs = dict(num_classes=num_classes, max_iters=max_iters)
-  fit_set = _Preconditioner.of(train_x[~val])
+  # Validation rows get weight 0 instead of being sliced out: every fit, the refit included, then
+  # shares one compiled program and one preconditioner (any fixed one is valid).
+  problem = _Preconditioner.of(train_x)
   # Regularisation path from strong to weak: each fit warm-starts from the previous optimum,
-  # which is close, so the weakly regularised (slowest) fits need far fewer iterations.
+  # which is close, saving the weakly regularised (slowest) fits 10-25% of their iterations.
   params, val_top1_by_l2, solutions = None, {}, {}
   for l2 in sorted(map(float, l2_grid), reverse=True):
-    # Only the validation ranking matters here, so a 10x looser tolerance (objective within
-    # ~1e-5 of optimal) halves the iterations without changing the choice.
-    params, _, _ = fit_set.fit(train_y[~val], l2=l2, init=params, tol=10 * tol, **fit_kwargs)
+    # Only the validation ranking matters here, so a 10x looser tolerance: on Fashion-MNIST
+    # features it cut the search's iterations 4x, moved validation accuracies by <= 0.2% and
+    # left the choice unchanged.
+    params, _, _ = problem.fit(train_y, sample_weights=~val, l2=l2, init=params, tol=10 * tol,
+                               **fit_kwargs)
     val_top1_by_l2[l2] = _accuracy(params, train_x[val], train_y[val])
     solutions[l2] = params
   # Ties go to the stronger regularisation, the safer choice.
@@ -220,8 +244,8 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
   if len(val_top1_by_l2) > 1 and best_l2 in (min(val_top1_by_l2), max(val_top1_by_l2)):
     warnings.warn(f"linear_probe chose l2={best_l2:g}, an end of l2_grid; the optimum may lie "
                   "beyond it, so consider extending the grid.", stacklevel=2)
-  params, loss, iters = _Preconditioner.of(train_x).fit(
-      train_y, l2=best_l2, init=solutions[best_l2], tol=tol, **fit_kwargs)
+  params, loss, iters = problem.fit(train_y, l2=best_l2, init=solutions[best_l2], tol=tol,
+                                    **fit_kwargs)
   return {"top1": _accuracy(params, test_x, test_y), "l2": best_l2,
           "val_top1": val_top1_by_l2[best_l2], "val_top1_by_l2": val_top1_by_l2,
           "train_top1": _accuracy(params, train_x, train_y), "loss": loss, "iters": iters}

@@ -46,35 +46,35 @@ def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config) 
   return out
 
 
-def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_split, initial_state=None,
+def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_data, initial_state=None,
              writer=None, step: int = 0) -> dict:
   """Runs the suite; `initial_state()` gives the run's state at step 0 (for the random-init baseline)."""
   eval_split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
-  num_classes = max(train_split.num_classes, eval_split.num_classes)
-  features = {"": (embed_split(method, params, method_state, train_split, config, mesh),
+  num_classes = max(train_data.num_classes, eval_split.num_classes)
+  features = {"": (embed_split(method, params, method_state, train_data, config, mesh),
                    embed_split(method, params, method_state, eval_split, config, mesh))}
   for baseline in config.evals.baselines:
     if baseline == "raw_pixels":
       flat = lambda s: s.images.reshape(len(s.images), -1).astype(np.float32) / 255.0
-      features["baseline/raw_pixels/"] = (flat(train_split), flat(eval_split))
+      features["baseline/raw_pixels/"] = (flat(train_data), flat(eval_split))
     elif baseline == "random_init":
       # The run's own starting point: same architecture, same seed, same readout.
       start = initial_state()
       p0, s0 = start.params, start.method_state
-      features["baseline/random_init/"] = (embed_split(method, p0, s0, train_split, config, mesh),
+      features["baseline/random_init/"] = (embed_split(method, p0, s0, train_data, config, mesh),
                                            embed_split(method, p0, s0, eval_split, config, mesh))
     else:
       raise ConfigError(f"evals.baselines: unknown baseline '{baseline}' (known: raw_pixels, random_init)")
 
   results = {}
   for prefix, (train_x, test_x) in features.items():
-    scores = probe_scores(train_x, train_split.labels, test_x, eval_split.labels, num_classes=num_classes,
+    scores = probe_scores(train_x, train_data.labels, test_x, eval_split.labels, num_classes=num_classes,
                           config=config)
     results.update({prefix + k: v for k, v in scores.items()})
     print(f"eval {prefix or 'trained/'}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
 
   if config.evals.plots and jax.process_index() == 0:
-    _pictures(config, workdir, features, train_split, eval_split, writer, step)
+    _pictures(config, workdir, features, train_data, eval_split, writer, step)
   return results
 
 

@@ -1,8 +1,14 @@
 """Methods: each module ties views, a model and a loss together behind one small interface.
 
-    init(config, rng, example_batch) -> (params, state)      # state: non-trained (batch stats, queues, EMA)
+    load_train_data(config) -> data       # steps_per_epoch(batch), example_batch(batch), stream(...)
+    init(config, rng, example_batch, *, data) -> (params, state)   # state: batch stats, queues, EMA, tables
     loss_fn(params, state, batch, rng, config) -> (loss, (metrics, new_state))   # pure, jittable
     embed(params, state, batch, config) -> features           # what the evals consume
+    evaluate(config, *, workdir, mesh, method, params, method_state, train_data, initial_state, writer,
+             step) -> {metric name: number}                   # eval.json
+
+A method whose update is not a dense gradient step exports `update(...)` instead of `loss_fn` (see
+`train.make_train_step`).
 
 `train.py` knows nothing about any one method; it looks the module up here by `config.method`.
 """
@@ -15,6 +21,7 @@ from ssljax.config import ConfigError
 
 METHODS = {
     "simclr": "ssljax.methods.simclr",
+    "word2vec": "ssljax.methods.word2vec",
 }
 
 

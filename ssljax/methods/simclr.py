@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from ssljax import augment, losses
-from ssljax.models import get_encoder
+from ssljax.config import ConfigError
+from ssljax.data import images as image_data
+from ssljax.models import ENCODERS, get_encoder
 from ssljax.models.heads import ProjectionHead
 
 
@@ -27,6 +29,8 @@ class SimCLRModel(nn.Module):
 
 
 def build_model(config) -> SimCLRModel:
+  if config.model.encoder not in ENCODERS:
+    raise ConfigError(f"model.encoder='{config.model.encoder}' is not one of {', '.join(sorted(ENCODERS))}")
   dtype = jnp.dtype(config.model.dtype)
   encoder = get_encoder(config.model.encoder, dtype=dtype, **config.model.encoder_kwargs)
   head = ProjectionHead(hidden_dim=config.model.proj_hidden_dim, out_dim=config.model.proj_out_dim,
@@ -59,7 +63,12 @@ def train_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, j
   return normalize(v1), normalize(v2)
 
 
-def init(config, rng, example_batch):
+def load_train_data(config) -> image_data.ImageSplit:
+  return image_data.load_split(config.data, config.data.train_split, config.data.max_train_examples)
+
+
+def init(config, rng, example_batch, *, data=None):
+  del data  # the example batch's shapes are all SimCLR needs
   variables = build_model(config).init(rng, eval_view(example_batch["image"], config), train=False)
   return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
@@ -77,3 +86,10 @@ def loss_fn(params, state, batch, rng, config):
 def embed(params, state, batch, config):
   _, aux = build_model(config).apply({"params": params, **state}, eval_view(batch["image"], config), train=False)
   return aux[config.model.readout].astype(jnp.float32)
+
+
+def evaluate(config, **kwargs) -> dict:
+  """kNN and linear probes at label fractions, against raw pixels and the random-init encoder."""
+  from ssljax.evals import suite  # lazy: matplotlib and sklearn
+
+  return suite.evaluate(config, **kwargs)

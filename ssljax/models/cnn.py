@@ -1,8 +1,9 @@
 """A small CPU-friendly convolutional encoder, and the patch-matmul convolution it is built on.
 
 XLA's convolution backward pass is slow on CPU: the same network written as patch extraction plus one
-matrix multiply per layer trains about 2.5x faster there. `PatchConv` is that convolution; it keeps
-`nn.Conv`'s parameter layout, so one parameter tree serves both `conv_impl` choices of `SmallCNN`.
+matrix multiply per layer trained 1.4-2x faster on a 2-core CPU (forward+backward, batch 512, 28x28).
+`PatchConv` is that convolution; it keeps `nn.Conv`'s parameter layout, so one parameter tree serves
+both `conv_impl` choices of `SmallCNN`.
 """
 from typing import Any, Callable, Sequence
 
@@ -55,14 +56,15 @@ class PatchConv(nn.Module):
     k, s = self.kernel_size, self.strides
     _, h, w, c = x.shape
     kernel = self.param("kernel", self.kernel_init, (k, k, c, self.features), self.param_dtype)
+    # Cast before extracting patches: the k*k-times larger patch array is the memory cost here.
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     x = jnp.pad(x, ((0, 0), _same_pads(h, k, s), _same_pads(w, k, s), (0, 0)))
     oh, ow = -(-h // s), -(-w // s)
     patches = jnp.concatenate(
         [x[:, i:i + (oh - 1) * s + 1:s, j:j + (ow - 1) * s + 1:s, :]
          for i in range(k) for j in range(k)], axis=-1)
-    # Channel order (i, j, c) matches kernel.reshape(k*k*c, F).
-    patches, kernel = nn.dtypes.promote_dtype(patches, kernel, dtype=self.dtype)
-    # A 2-D matmul: XLA:CPU runs it faster than the same dot on the 4-D array.
+    # Channel order (i, j, c) matches kernel.reshape(k*k*c, F). A 2-D matmul: XLA:CPU ran it up to
+    # 3x faster than the same dot on the 4-D array.
     n = patches.shape[0]
     y = jnp.dot(patches.reshape(n * oh * ow, k * k * c), kernel.reshape(k * k * c, self.features))
     y = y.reshape(n, oh, ow, self.features)

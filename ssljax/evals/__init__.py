@@ -1,0 +1,1 @@
+"""Evaluation of frozen representations: kNN, linear probes and figures."""
