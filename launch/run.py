@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     return 2
 
   from ssljax import sharding, train
-  from ssljax.data.images import DataError
+  from ssljax.data import DataError
 
   try:
     sharding.initialize_distributed()

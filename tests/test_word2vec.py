@@ -18,7 +18,7 @@ import pytest
 
 from ssljax import config as config_lib
 from ssljax.data import text
-from ssljax.data.images import DataError
+from ssljax.data import DataError
 from ssljax.methods import word2vec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

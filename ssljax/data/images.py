@@ -14,6 +14,8 @@ import struct
 
 import numpy as np
 
+from ssljax.data import DataError
+
 # IDX names used by (Fashion-)MNIST and the Debian package `dataset-fashion-mnist`.
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -29,10 +31,6 @@ HOW_TO_GET = {
     "fashion_mnist": "run `make data` (installs the Debian package dataset-fashion-mnist into "
                      "/usr/share/datasets/fashion-mnist), or set --config.data.path='' to use tfds with a network",
 }
-
-
-class DataError(ValueError):
-  """A dataset that cannot be read; the message says which and how to get it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from ssljax.data.images import DataError
+from ssljax.data import DataError
 
 HOW_TO_GET = ("point --config.data.path at plain-text file(s), one sentence or paragraph per line "
               "(comma-separated or a glob), or set data.path='' and data.name to a tfds text dataset")
