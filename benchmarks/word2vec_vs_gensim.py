@@ -80,6 +80,7 @@ def run_ours(corpus: str, epochs: int, mode: str, workdir: str) -> dict:
   # as gensim's wall time is build_vocab + train).
   return {"wall_s": summary["train_wall_s"],
           "words_per_s": summary["examples_per_sec"] * kept, "peak_rss_mib": rss,
+          "train_peak_rss_mib": summary["train_peak_rss_mib"],
           "analogy": results["analogy/total"], "ws353": results["wordsim353/spearman"],
           "simlex": results["simlex999/spearman"]}
 
@@ -112,7 +113,9 @@ def main():
         r = fn(corpus_txt if name == "gensim" else args.corpus, epochs, mode, workdir)
         rows.append((mode, epochs, name, r))
         print(f"{mode:9s} {epochs} ep {name:6s}: wall {r['wall_s']:6.0f} s | {r['words_per_s'] / 1e3:6.0f}k "
-              f"effective words/s | peak RSS {r['peak_rss_mib']:5.0f} MiB | analogy {r['analogy']:.3f} | "
+              f"effective words/s | peak RSS {r['peak_rss_mib']:5.0f} MiB"
+              + (f" ({r['train_peak_rss_mib']:.0f} to the last step)" if "train_peak_rss_mib" in r else "")
+              + f" | analogy {r['analogy']:.3f} | "
               f"WS353 {r['ws353']:.3f} | SimLex {r['simlex']:.3f}", flush=True)
   print("ratio ours/gensim, effective words/s:")
   for mode in args.modes:

@@ -284,7 +284,7 @@ def sgns(
       input_mask: optional (B, C) 1 for real contexts (the reduced window, line ends), 0 otherwise;
         any non-negative weights work (each input's terms are multiplied by its weight).
       output_mask: optional (B, M) 1 for outputs that count (0 for a negative equal to the true word,
-        or beyond a Huffman code's length).
+        or beyond a Huffman code's length); non-negative weights work too.
 
     Returns:
       (B,) the loss of each group, summed over its (input, output) pairs, in at least float32.

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import resource
 import signal
 import time
 from typing import Any
@@ -94,8 +95,8 @@ def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
       previous = json.load(f)
     if config_lib.fingerprint(previous) != config_lib.fingerprint(current):
       changed = config_lib.config_diff(previous, current)
-      raise config_lib.ConfigError(f"workdir {workdir} holds a run of a different config (changed: {', '.join(changed)}); "
-                          "use a new --workdir or the original config")
+      raise config_lib.ConfigError(f"workdir {workdir} holds a run of a different config (changed: "
+                                   f"{', '.join(changed)}); use a new --workdir or the original config")
   elif is_main:
     os.makedirs(workdir, exist_ok=True)
     metrics_lib.write_json_atomic(path, current)
@@ -239,6 +240,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                           "run the same command again to resume")
     checkpointer.wait()
     train_s = time.perf_counter() - t_start
+    train_peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the evals' own
     results = method.evaluate(config, workdir=workdir, mesh=mesh, method=method, params=state.params,
                               method_state=state.method_state, train_data=train_data,
                               initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)), writer=writer,
@@ -254,6 +256,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       "final_loss": final_loss,
       "wall_s": time.perf_counter() - t_start,
       "train_wall_s": train_s,
+      "train_peak_rss_mib": train_peak_rss_mib,
       "examples_per_sec": progress.examples_per_sec(step),
       "num_devices": mesh.size,
       "flops_per_step": flops,

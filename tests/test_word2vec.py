@@ -222,7 +222,7 @@ def test_tiny_run_reports_the_word_evals(tiny_run):
   for name in ("analogy/total", "analogy/semantic", "analogy/syntactic", "wordsim353/spearman",
                "simlex999/spearman", "pos_probe/top1"):
     assert np.isfinite(results[name]), name
-  assert "words/s" in out and "analogy/total" in out
+  assert "words/s" in out and "analogy/total" in out and "vocabulary" in out
   lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   # Learning: the loss per pair falls well below its value at the zero-initialised output table.
   assert lines[-1]["loss"] < 0.9 * lines[0]["loss"]

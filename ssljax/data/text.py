@@ -16,6 +16,7 @@ import dataclasses
 import glob
 import gzip
 import heapq
+import itertools
 import lzma
 import os
 
@@ -108,9 +109,8 @@ def read_corpus(path: str, *, min_count: int, max_vocab: int = 0, lowercase: boo
   if len(vocab) < min_vocab:
     raise DataError(f"data.min_count={min_count} keeps {len(vocab)} distinct words of {len(counter)} in "
                     f"{path}; at least {min_vocab} are needed: lower min_count or use a larger corpus")
-  ids = {w: -1 for w in counter}
-  ids.update(vocab.index())
   del counter
+  ids, missing = vocab.index(), itertools.repeat(-1)
   bad = [0]
   token_chunks, start_chunks = [], []
   buffer, lengths = array.array("i"), array.array("i")
@@ -127,7 +127,7 @@ def read_corpus(path: str, *, min_count: int, max_vocab: int = 0, lowercase: boo
     start_chunks.append(starts)
 
   for words in _lines(paths, lowercase, bad):
-    buffer.extend(map(ids.__getitem__, words))
+    buffer.extend(map(ids.get, words, missing))
     lengths.append(len(words))
     if len(buffer) >= 1 << 20:
       flush()

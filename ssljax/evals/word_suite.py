@@ -26,7 +26,7 @@ def evaluate(config, *, workdir: str, vectors: np.ndarray, words, writer=None, s
   text.write_word2vec_format(os.path.join(workdir, "vectors.bin"), words, vectors, binary=True)
 
   analogy = word_evals.analogy_accuracy(vectors, words, _existing(e.analogies, "analogies"),
-                                        restrict_vocab=e.restrict_vocab)
+                                        restrict_vocab=e.restrict_vocab, batch_size=256)
   results = {"analogy/total": analogy["total"], "analogy/semantic": analogy["semantic"],
              "analogy/syntactic": analogy["syntactic"]}
   print(f"analogies: {analogy['correct']}/{analogy['questions']} correct, {analogy['oov_questions']} questions "

@@ -33,6 +33,11 @@ def load_train_data(config) -> text.TokenData:
     raise ConfigError(f"optim.weight_decay={config.optim.weight_decay}: word2vec's sparse SGD has no "
                       "weight decay; set it to 0")
   data = text.load_token_data(config.data)
+  c = data.corpus
+  print(f"corpus: {c.raw_tokens} words, {len(c.tokens)} kept at data.min_count={config.data.min_count}, "
+        f"vocabulary {len(c.vocab)}"
+        + (f"; {c.undecodable_lines} lines had bytes that are not UTF-8 (replaced with U+FFFD)"
+           if c.undecodable_lines else ""), flush=True)
   # Negatives need a few distinct words to be drawn from; HS needs a tree.
   needed = w.negative + 1 if w.loss == "ns" else 2
   if len(data.corpus.vocab) < needed:
