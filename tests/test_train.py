@@ -15,34 +15,21 @@ from ssljax import config as config_lib
 from ssljax import methods, optim, sharding, train
 from ssljax.data import images
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import launcher
+
+ROOT = launcher.ROOT
 TINY = "configs/simclr.py:tiny"
 # Resume tests train longer than `tiny` and skip the probes they do not look at.
 QUICK = ["total_steps=10", "evals.label_fractions=()", "evals.baselines=()"]
 
 
 def run_cli(workdir, *overrides, wait=True):
-  cmd = [sys.executable, "launch/run.py", "--config", TINY, "--workdir", str(workdir),
-         *[f"--config.{o}" for o in overrides]]
-  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  if not wait:
-    return proc
-  out, err = proc.communicate(timeout=600)
-  return proc.returncode, out, err
+  return launcher.run_cli(TINY, workdir, *overrides, wait=wait)
 
 
 def read_json(path):
   with open(path) as f:
     return json.load(f)
-
-
-def wait_for_checkpoint(workdir, step, proc, timeout=300):
-  path = os.path.join(workdir, "checkpoints", str(step))
-  deadline = time.time() + timeout
-  while not os.path.isdir(path):
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    assert time.time() < deadline, "no checkpoint appeared"
-    time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +60,7 @@ def test_full_run_writes_results(tmp_path):
 def test_resume_after_sigkill_is_exact(tmp_path, reference_run):
   _, reference = reference_run
   proc = run_cli(tmp_path, *QUICK, wait=False)
-  wait_for_checkpoint(tmp_path, 4, proc)
+  launcher.wait_for_checkpoint(tmp_path, 4, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   rc, out, err = run_cli(tmp_path, *QUICK)

@@ -1,6 +1,5 @@
 """word2vec: corpus reading and sampling tables, the sparse on-device step, and a tiny run end to end."""
 
-import collections
 import gzip
 import heapq
 import json
@@ -9,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +19,9 @@ from ssljax.data import text
 from ssljax.data import DataError
 from ssljax.methods import word2vec
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import launcher
+
+ROOT = launcher.ROOT
 TINY = "configs/word2vec.py:tiny"
 
 
@@ -199,13 +199,7 @@ def test_bad_word2vec_config_is_named(tmp_path):
 
 
 def run_cli(workdir, *overrides, wait=True):
-  cmd = [sys.executable, "launch/run.py", "--config", TINY, "--workdir", str(workdir),
-         *[f"--config.{o}" for o in overrides]]
-  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  if not wait:
-    return proc
-  out, err = proc.communicate(timeout=600)
-  return proc.returncode, out, err
+  return launcher.run_cli(TINY, workdir, *overrides, wait=wait)
 
 
 @pytest.fixture(scope="module")
@@ -244,11 +238,7 @@ def test_word2vec_resumes_exactly_after_sigkill(tmp_path, tiny_run):
   workdir, _ = tiny_run
   reference = json.loads((workdir / "summary.json").read_text())
   proc = run_cli(tmp_path, wait=False)
-  deadline = time.time() + 300
-  while not (tmp_path / "checkpoints" / "100").is_dir():
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    assert time.time() < deadline
-    time.sleep(0.02)
+  launcher.wait_for_checkpoint(tmp_path, 100, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   rc, _, err = run_cli(tmp_path)

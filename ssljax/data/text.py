@@ -94,6 +94,18 @@ def build_vocab(counter: collections.Counter, min_count: int, max_vocab: int = 0
   return Vocab(tuple(w for w, _ in items), np.asarray([c for _, c in items], np.int64))
 
 
+def _kept_tokens_and_line_starts(ids: array.array, lengths: array.array) -> tuple[np.ndarray, np.ndarray]:
+  """Ids of whole lines (-1 for rare words) -> the kept ids and a flag on each line's first kept one.
+  Done per ~1M tokens, so no per-line arrays are ever made."""
+  raw = np.frombuffer(ids, np.int32)
+  line = np.repeat(np.arange(len(lengths), dtype=np.int32), np.frombuffer(lengths, np.int32))
+  keep = raw >= 0
+  kept_line = line[keep]
+  starts = np.ones(len(kept_line), bool)
+  starts[1:] = kept_line[1:] != kept_line[:-1]
+  return raw[keep], starts
+
+
 def read_corpus(path: str, *, min_count: int, max_vocab: int = 0, lowercase: bool = False,
                 min_vocab: int = 2) -> Corpus:
   """Two passes over the file(s): count words, then encode them as ids of the kept vocabulary."""
@@ -112,30 +124,17 @@ def read_corpus(path: str, *, min_count: int, max_vocab: int = 0, lowercase: boo
   del counter
   ids, missing = vocab.index(), itertools.repeat(-1)
   bad = [0]
-  token_chunks, start_chunks = [], []
+  chunks = []
   buffer, lengths = array.array("i"), array.array("i")
-
-  def flush():
-    # Per ~1M tokens: drop rare words and mark each line's first kept token, without per-line arrays.
-    raw = np.frombuffer(buffer, np.int32)
-    line = np.repeat(np.arange(len(lengths), dtype=np.int32), np.frombuffer(lengths, np.int32))
-    keep = raw >= 0
-    kept_line = line[keep]
-    starts = np.ones(len(kept_line), bool)
-    starts[1:] = kept_line[1:] != kept_line[:-1]
-    token_chunks.append(raw[keep])
-    start_chunks.append(starts)
-
   for words in _lines(paths, lowercase, bad):
     buffer.extend(map(ids.get, words, missing))
     lengths.append(len(words))
     if len(buffer) >= 1 << 20:
-      flush()
+      chunks.append(_kept_tokens_and_line_starts(buffer, lengths))
       buffer, lengths = array.array("i"), array.array("i")
-  flush()
-  tokens = np.concatenate(token_chunks)
-  del token_chunks
-  line_starts = np.concatenate(start_chunks)
+  chunks.append(_kept_tokens_and_line_starts(buffer, lengths))
+  tokens = np.concatenate([t for t, _ in chunks])
+  line_starts = np.concatenate([s for _, s in chunks])
   return Corpus(vocab, tokens, line_starts, raw_tokens, bad[0])
 
 
