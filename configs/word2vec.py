@@ -28,9 +28,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "word2vec"
   c.seed = 0
-  # Tokens per step, before subsampling. Updates of a step are summed as word2vec's are, so large steps
-  # overshoot on frequent words: 4096 diverged at alpha 0.025; 256 was stable and fastest on a 2-core CPU.
-  c.batch_size = 256
+  # Tokens per engine step, before subsampling: `lanes` contiguous lanes, read by a sequence of SGD updates
+  # that each take `word2vec.update_tokens` of every lane (so 2 x 128 = 256 tokens per update here).
+  c.batch_size = 8192
+  # On a host without an accelerator, XLA sees the CPU as this many devices, so the lanes run on both cores.
+  c.cpu_devices = 2
   c.total_steps = 0  # > 0 wins over epochs
   c.epochs = 1
   c.checkpoint_every = 20000
@@ -54,6 +56,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.word2vec.window = 5
   c.word2vec.negative = 5
   c.word2vec.ns_exponent = 0.75
+  # Updates are summed as word2vec's are, so large updates overshoot on frequent words: 4096 tokens per
+  # update diverged at alpha 0.025; 256 is stable. Lanes are split over the devices.
+  c.word2vec.lanes = 2
+  c.word2vec.update_tokens = 128
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "sgd"  # word2vec's sparse SGD; the only choice here
@@ -81,7 +87,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.data.path = os.path.join(ROOT, "tests", "data", "tiny_corpus.txt")
     c.data.min_count = 2
     c.batch_size = 256
-    c.epochs = 1
+    c.cpu_devices = 0
+    c.word2vec.lanes = 8  # the tests fake 8 CPU devices
+    c.word2vec.update_tokens = 32
+    c.epochs = 2
     c.checkpoint_every = 100
     c.log_every = 20
     c.word2vec.dim = 16

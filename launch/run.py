@@ -128,6 +128,11 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
 
+  cpu_devices = config.get("cpu_devices", 0)
+  if cpu_devices and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    # Read when the backend starts; only the CPU platform takes it, so an accelerator host is unaffected.
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + f" --xla_force_host_platform_device_count={cpu_devices}").strip()
   from ssljax import sharding, train
   from ssljax.data import DataError
 

@@ -214,9 +214,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
       while step < total_steps:
         batch = sharding.global_batch(next(stream), mesh)
         if compiled is None:
-          compiled = train_step.lower(state, batch).compile()
+          with jax.set_mesh(mesh):  # a method's shard_map finds the mesh here
+            compiled = train_step.lower(state, batch).compile()
           flops = (compiled.cost_analysis() or {}).get("flops")
         state, step_metrics = compiled(state, batch)
+        if pending:
+          # At most two steps in flight. A multi-device CPU step blocks a host thread per device in each
+          # collective; with many queued steps, threads held by different steps wait for each other forever.
+          jax.block_until_ready(pending[-1][1])
         step += 1
         pending.append((step, step_metrics))
         if step == start_step + 1:

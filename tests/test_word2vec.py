@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ssljax import config as config_lib
+from ssljax import losses, sharding
 from ssljax.data import text
 from ssljax.data import DataError
 from ssljax.methods import word2vec
@@ -85,12 +86,17 @@ def test_keep_probabilities_follow_word2vec_formula():
 
 
 def test_negatives_follow_unigram_to_three_quarters():
-  counts = np.array([1000, 300, 50, 10, 1])
-  cdf = text.negative_cdf(counts)
-  draws = np.searchsorted(cdf, np.random.default_rng(0).random(400_000), side="right")
-  freq = np.bincount(draws, minlength=len(counts)) / len(draws)
+  counts = np.array([1000, 300, 50, 10, 1, 7, 7, 200])
+  accept, alias = text.negative_alias_table(counts)
   want = counts ** 0.75 / np.sum(counts ** 0.75)
-  np.testing.assert_allclose(freq, want, atol=3e-3)
+  # The table's exact distribution: column i gives i with accept[i] and alias[i] with the rest.
+  implied = (accept + np.bincount(alias, weights=1.0 - accept, minlength=len(counts))) / len(counts)
+  np.testing.assert_allclose(implied, want, rtol=1e-6)
+  # And the sampler on device draws from it.
+  draws = np.asarray(word2vec.draw_negatives(jax.random.PRNGKey(0), {"negative_accept": jnp.asarray(accept),
+                                                                    "negative_alias": jnp.asarray(alias)},
+                                             (400_000,)))
+  np.testing.assert_allclose(np.bincount(draws, minlength=len(counts)) / len(draws), want, atol=3e-3)
 
 
 def _huffman_cost(counts):
@@ -124,7 +130,8 @@ def test_huffman_codes_are_optimal_prefix_codes():
 def _setup(tmp_path, lines, **overrides):
   path = tmp_path / "c.txt"
   path.write_text("\n".join(lines) + "\n")
-  overrides = {"batch_size": 16, **overrides}
+  # Two lanes of 8 tokens per update: a 16-token batch is one update, a 64-token batch four.
+  overrides = {"batch_size": 16, "word2vec.lanes": 2, "word2vec.update_tokens": 8, **overrides}
   args = [f"data.path={path}", "data.min_count=1", *[f"{k}={v}" for k, v in overrides.items()]]
   config = config_lib.get_config(TINY, args)
   data = word2vec.load_train_data(config)
@@ -175,6 +182,60 @@ def test_subsampling_drops_frequent_words(tmp_path):
   assert 0.02 < float(metrics["kept_fraction"]) < 0.2  # expected about 0.06 = sum(count * keep) / total
 
 
+@pytest.mark.parametrize("mode", ["skipgram", "cbow"])
+def test_hand_written_gradients_match_autodiff_of_the_losses(mode):
+  rng = np.random.default_rng(0)
+  t, window, m, dim = 12, 2, 4, 5
+  input_rows = jnp.asarray(rng.normal(size=(t, dim)), jnp.float32)
+  output_rows = jnp.asarray(rng.normal(size=(t, m, dim)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 2, (t, m)), jnp.float32)
+  ctx_mask = jnp.asarray(rng.random((t, 2 * window)) < 0.6)
+  out_mask = jnp.asarray(rng.random((t, m)) < 0.8)
+  loss, d_input, factors = word2vec.word2vec_gradients(input_rows, output_rows, labels, ctx_mask, out_mask,
+                                                       mode=mode, window=window)
+  d_output = word2vec.outer_sum(*factors)
+  offsets = word2vec._offsets(window)
+
+  def reference(input_rows, output_rows):
+    contexts = jnp.stack([word2vec._shift(input_rows, d) for d in offsets], axis=1)
+    fn = losses.sgns if mode == "skipgram" else losses.cbow_ns
+    return fn(contexts, output_rows, labels, input_mask=ctx_mask, output_mask=out_mask).sum()
+
+  ref_loss, (ref_input, ref_output) = jax.value_and_grad(reference, argnums=(0, 1))(input_rows, output_rows)
+  if mode == "cbow":  # word2vec's rule: each context word gets the full error of the mean, not 1/count of it
+    contexts_grad = jax.grad(lambda c: losses.cbow_ns(c, output_rows, labels, input_mask=ctx_mask,
+                                                      output_mask=out_mask).sum())(
+        jnp.stack([word2vec._shift(input_rows, d) for d in offsets], axis=1))
+    contexts_grad = contexts_grad * jnp.maximum(ctx_mask.sum(1), 1)[:, None, None]
+    ref_input = sum(word2vec._shift(contexts_grad[:, c], -d) for c, d in enumerate(offsets))
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+  np.testing.assert_allclose(d_input, ref_input, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(d_output, ref_output, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["skipgram", "cbow"])
+def test_step_is_the_same_on_one_two_and_eight_devices(tmp_path, mode):
+  lines = ["the cat sat on the mat and the dog ate the bone"] * 20
+  config, data, params, state, _ = _setup(tmp_path, lines, **{"word2vec.mode": mode, "batch_size": 128,
+                                                              "word2vec.lanes": 8, "data.sample": 1e-2})
+  results = []
+  for n in (1, 2, 8):
+    mesh = sharding.make_mesh(n)
+    repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    step = jax.jit(lambda p, s, b, r: word2vec.update(p, s, b, r, 0.1, config),
+                   in_shardings=(repl, repl, batched, repl), out_shardings=repl)
+    with jax.set_mesh(mesh):
+      p = params
+      for i in range(3):
+        p, _, metrics = step(p, state, sharding.global_batch(data.batch(i, 128), mesh), jax.random.PRNGKey(i))
+    results.append((jax.device_get(p), float(metrics["loss"])))
+  assert results[0][1] > 0
+  for p, loss in results[1:]:
+    assert loss == pytest.approx(results[0][1], rel=1e-6)
+    for name in ("input", "output"):
+      np.testing.assert_allclose(p[name], results[0][0][name], rtol=1e-5, atol=1e-7)
+
+
 def test_stream_position_is_a_function_of_the_step(tmp_path):
   _, data, _, _, _ = _setup(tmp_path, ["a b c d e f g"] * 10)
   batches = data.stream(batch_size=16, seed=0, start_step=3)
@@ -188,7 +249,8 @@ def test_bad_word2vec_config_is_named(tmp_path):
   path.write_text("a b c\n")
   for override, words in (("word2vec.mode=glove", "word2vec.mode='glove'"),
                           ("word2vec.loss=nce", "word2vec.loss='nce'"),
-                          ("data.min_count=1", "fewer than the 6")):
+                          ("data.min_count=1", "fewer than the 6"),
+                          ("batch_size=100", "batch_size=100 is not a multiple of word2vec.lanes")):
     config = config_lib.get_config(TINY, [f"data.path={path}", override])
     with pytest.raises(ValueError, match=words):
       word2vec.load_train_data(config)

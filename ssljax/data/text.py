@@ -148,12 +148,24 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
   return np.minimum((np.sqrt(counts / threshold) + 1) * threshold / counts, 1.0).astype(np.float32)
 
 
-def negative_cdf(counts: np.ndarray, exponent: float = 0.75) -> np.ndarray:
-  """Cumulative unigram^exponent distribution: a uniform u in [0, 1) maps to searchsorted(cdf, u, 'right')."""
+def negative_alias_table(counts: np.ndarray, exponent: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+  """Walker's alias table of the unigram^exponent distribution (Vose's construction).
+
+  A draw is two lookups: i uniform over the vocabulary, then i if u < accept[i] else alias[i]. A binary search
+  of the cumulative distribution (gensim's way) is 17 dependent gathers per draw on a 100k vocabulary.
+  """
   weights = np.asarray(counts, np.float64) ** exponent
-  cdf = np.cumsum(weights) / weights.sum()
-  cdf[-1] = 1.0
-  return cdf.astype(np.float32)
+  scaled = weights * (len(weights) / weights.sum())
+  accept = np.ones(len(weights))
+  alias = np.arange(len(weights), dtype=np.int32)
+  small = [i for i in range(len(weights)) if scaled[i] < 1.0]
+  large = [i for i in range(len(weights)) if scaled[i] >= 1.0]
+  while small and large:
+    s, l = small.pop(), large.pop()
+    accept[s], alias[s] = scaled[s], l
+    scaled[l] -= 1.0 - scaled[s]
+    (small if scaled[l] < 1.0 else large).append(l)
+  return accept.astype(np.float32), alias  # what is left over is 1 up to rounding: accept stays 1
 
 
 def huffman_tree(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

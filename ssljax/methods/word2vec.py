@@ -10,13 +10,16 @@ arXiv:1604.04661), which turns the work into small dense products; the tables ar
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
-from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.data import text
+from ssljax.sharding import DATA_AXIS
 
 EXAMPLE_UNIT = "words"
 
@@ -32,6 +35,9 @@ def load_train_data(config) -> text.TokenData:
   if config.optim.weight_decay:
     raise ConfigError(f"optim.weight_decay={config.optim.weight_decay}: word2vec's sparse SGD has no "
                       "weight decay; set it to 0")
+  if w.lanes < 1 or w.update_tokens < 1 or config.batch_size % (w.lanes * w.update_tokens):
+    raise ConfigError(f"batch_size={config.batch_size} is not a multiple of word2vec.lanes * "
+                      f"word2vec.update_tokens = {w.lanes} * {w.update_tokens}")
   data = text.load_token_data(config.data)
   c = data.corpus
   print(f"corpus: {c.raw_tokens} words, {len(c.tokens)} kept at data.min_count={config.data.min_count}, "
@@ -56,16 +62,12 @@ def init(config, rng, example_batch, *, data: text.TokenData):
             "output": jnp.zeros((v if w.loss == "ns" else v - 1, w.dim), jnp.float32)}
   state = {"keep_prob": jnp.asarray(text.keep_probabilities(counts, config.data.sample))}
   if w.loss == "ns":
-    state["negative_cdf"] = jnp.asarray(text.negative_cdf(counts, w.ns_exponent))
+    accept, alias = text.negative_alias_table(counts, w.ns_exponent)
+    state.update(negative_accept=jnp.asarray(accept), negative_alias=jnp.asarray(alias))
   else:
     codes, points, lengths = text.huffman_tree(counts)
     state.update(codes=jnp.asarray(codes), points=jnp.asarray(points), code_lengths=jnp.asarray(lengths))
   return params, state
-
-
-def _scale_gradient(x, scale):
-  """x in the forward pass, scale * gradient in the backward one."""
-  return x * scale - jax.lax.stop_gradient(x * (scale - 1))
 
 
 def _shift(x, d: int):
@@ -102,18 +104,78 @@ def _subsample_and_windows(tokens, starts, rng, state, window: int):
   return ids, kept, jnp.stack(columns, axis=1)
 
 
-def update(params, state, batch, rng, learning_rate, config):
-  """One sparse SGD step on a slice of tokens; returns (params, state, metrics)."""
-  w = config.word2vec
-  tokens = batch["tokens"]
-  t = tokens.shape[0]
-  k_sample, k_negative = jax.random.split(rng)
-  ids, kept, ctx_mask = _subsample_and_windows(tokens, batch["line_starts"], k_sample, state, w.window)
-  offsets = _offsets(w.window)
-  vocab_size = state["keep_prob"].shape[0]
+def draw_negatives(rng, state, shape):
+  """Words drawn from unigram^0.75 with the alias table in `state`."""
+  k_column, k_accept = jax.random.split(rng)
+  column = jax.random.randint(k_column, shape, 0, state["negative_accept"].shape[0])
+  return jnp.where(jax.random.uniform(k_accept, shape) < state["negative_accept"][column], column,
+                   state["negative_alias"][column])
+
+
+def word2vec_gradients(input_rows, output_rows, labels, ctx_mask, out_mask, *, mode: str, window: int):
+  """The summed loss of `losses.sgns` (skip-gram) or `losses.cbow_ns` (CBOW), and its gradients with respect to
+  the input rows (T, D) and the output rows (T, M, D), written out by hand. The latter comes as factors,
+  `outer_sum(*factors)`: for CBOW they are 16x smaller than the product, which is what devices exchange.
+
+  Row i + offsets[c] is context c of centre i (where ctx_mask[i, c]); the centre's outputs are output_rows[i].
+  CBOW gives every context word the full error of the mean, not 1/count of it, as word2vec and gensim do.
+  By hand, because autodiff's version of the same products, and softplus, cost 1.5x on a CPU; the tests
+  check these against `jax.grad` of the losses.
+  """
+  offsets = _offsets(window)
+  ctx_mask = ctx_mask.astype(input_rows.dtype)
+  out_mask = out_mask.astype(input_rows.dtype)
+  sign = 2.0 * labels - 1.0  # +1 for the true word (or a 0 code), -1 for a negative
+  if mode == "skipgram":
+    contexts = jnp.stack([_shift(input_rows, d) for d in offsets], axis=1)  # (T, 2W, D)
+    logits = jnp.einsum("tcd,tmd->tcm", contexts, output_rows)
+    weight = ctx_mask[:, :, None] * out_mask[:, None, :]
+    fit = jax.nn.sigmoid(sign[:, None, :] * logits)  # the probability of the right answer
+    loss = -jnp.sum(weight * jnp.log(jnp.maximum(fit, 1e-30)))
+    g = -sign[:, None, :] * (1.0 - fit) * weight  # d loss / d logit
+    d_contexts = jnp.einsum("tcm,tmd->tcd", g, output_rows)
+    d_output = (jnp.swapaxes(g, 1, 2), contexts)
+    d_input = sum(_shift(d_contexts[:, c], -d) for c, d in enumerate(offsets))
+  else:  # sums of shifted rows, never the (T, 2W, D) stack
+    count = ctx_mask.sum(axis=1)
+    hidden = sum(ctx_mask[:, c, None] * _shift(input_rows, d) for c, d in enumerate(offsets))
+    hidden = hidden / jnp.maximum(count, 1.0)[:, None]
+    logits = jnp.einsum("td,tmd->tm", hidden, output_rows)
+    weight = out_mask * (count > 0)[:, None]
+    fit = jax.nn.sigmoid(sign * logits)
+    loss = -jnp.sum(weight * jnp.log(jnp.maximum(fit, 1e-30)))
+    g = -sign * (1.0 - fit) * weight
+    d_output = (g[:, :, None], hidden[:, None, :])
+    d_hidden = jnp.einsum("tm,tmd->td", g, output_rows)
+    d_input = sum(_shift(ctx_mask[:, c, None] * d_hidden, -d) for c, d in enumerate(offsets))
+  return loss, d_input, d_output
+
+
+def outer_sum(coefficients, vectors):
+  """(T, M, K) x (T, K, D) -> (T, M, D): sum_k coefficients[t, m, k] * vectors[t, k, :].
+
+  Unrolled over the few k: XLA fuses it into one loop, 4x faster on a CPU than the batched (M x K) @ (K x D)
+  products an einsum becomes.
+  """
+  return sum(coefficients[:, :, k, None] * vectors[:, k, None, :] for k in range(vectors.shape[1]))
+
+
+def _gradients(params, state, tokens, line_starts, keys, w):
+  """Loss and gradients of one SGD update on a few lanes of tokens, all read from the same params.
+
+  tokens, line_starts: (lanes, n); keys: one key per lane, so a lane's randomness does not depend on which
+  device holds it. Returns the rows touched, their gradients (the output ones as factors) and the step's sums
+  for the metrics.
+  """
+  lanes, n = tokens.shape
+  k_sample, k_negative = jax.vmap(jax.random.split, out_axes=1)(keys)
+  ids, kept, ctx_mask = jax.vmap(functools.partial(_subsample_and_windows, state=state, window=w.window))(
+      tokens, line_starts, k_sample)
+  # Lanes side by side: a lane's edges are padding to _shift, and ctx_mask has no pair across them.
+  t = lanes * n
+  ids, kept, ctx_mask = ids.reshape(t), kept.reshape(t), ctx_mask.reshape(t, -1)
   if w.loss == "ns":
-    u = jax.random.uniform(k_negative, (t, w.negative))
-    negatives = jnp.minimum(jnp.searchsorted(state["negative_cdf"], u, side="right"), vocab_size - 1)
+    negatives = jax.vmap(lambda k: draw_negatives(k, state, (n, w.negative)))(k_negative).reshape(t, w.negative)
     out_ids = jnp.concatenate([ids[:, None], negatives], axis=1)
     labels = jnp.zeros(out_ids.shape, jnp.float32).at[:, 0].set(1.0)
     out_mask = jnp.concatenate([jnp.ones((t, 1), bool), negatives != ids[:, None]], axis=1)  # as word2vec
@@ -122,28 +184,85 @@ def update(params, state, batch, rng, learning_rate, config):
     labels = 1.0 - state["codes"][ids].astype(jnp.float32)
     out_mask = jnp.arange(out_ids.shape[1])[None, :] < state["code_lengths"][ids][:, None]
   centre = ctx_mask.any(axis=1)
-  count = ctx_mask.sum(axis=1)
+  loss, d_input, d_output = word2vec_gradients(params["input"][ids], params["output"][out_ids], labels,
+                                               ctx_mask, out_mask & centre[:, None], mode=w.mode,
+                                               window=w.window)
+  sums = {"loss": loss, "terms": ctx_mask.sum() if w.mode == "skipgram" else centre.sum(),
+          "grad_sq": jnp.sum(jnp.square(d_input)) + jnp.sum(jnp.square(outer_sum(*d_output))),
+          "kept": kept.sum(), "tokens": (tokens >= 0).sum()}
+  return ids, d_input, out_ids, d_output, sums
 
-  def total_loss(input_rows, output_rows):
-    inputs = jnp.stack([_shift(input_rows, d) for d in offsets], axis=1)  # (T, 2W, D) context vectors
-    mask = out_mask & centre[:, None]
-    if w.mode == "skipgram":
-      return losses.sgns(inputs, output_rows, labels, input_mask=ctx_mask, output_mask=mask).sum()
-    # word2vec and gensim (cbow_mean=1) give every context word the full error of the mean, not
-    # 1/count of it.
-    inputs = _scale_gradient(inputs, jnp.maximum(count, 1).astype(inputs.dtype)[:, None, None])
-    return losses.cbow_ns(inputs, output_rows, labels, input_mask=ctx_mask, output_mask=mask).sum()
 
-  loss, (d_input, d_output) = jax.value_and_grad(total_loss, argnums=(0, 1))(params["input"][ids],
-                                                                           params["output"][out_ids])
-  # Gradients of one step are summed, not averaged, as word2vec's per-pair updates add up: a step of a few
-  # hundred tokens keeps that sum close to word2vec's sequential updates (4096 tokens diverged at its rate).
-  params = {"input": params["input"].at[ids].add(-learning_rate * d_input),
-            "output": params["output"].at[out_ids].add(-learning_rate * d_output)}
-  terms = ctx_mask.sum() if w.mode == "skipgram" else centre.sum()
-  metrics = {"loss": loss / jnp.maximum(terms, 1),
-             "grad_norm": jnp.sqrt(jnp.sum(jnp.square(d_input)) + jnp.sum(jnp.square(d_output))),
-             "kept_fraction": kept.sum() / jnp.maximum((tokens >= 0).sum(), 1)}
+def _exchange(ints, floats, gather):
+  """All devices' (T, ...) arrays, concatenated over T, in one all-gather of one float32 buffer: one
+  collective costs what four do. Integers travel as their bits."""
+  if gather is None:
+    return ints, floats
+  t = ints[0].shape[0]
+  parts = [jax.lax.bitcast_convert_type(x.astype(jnp.int32), jnp.float32) for x in ints] + list(floats)
+  packed = gather(jnp.concatenate([x.reshape(t, -1) for x in parts], axis=1))
+  out, start = [], 0
+  for x in parts:
+    width = x.size // t
+    out.append(packed[:, start:start + width].reshape(-1, *x.shape[1:]))
+    start += width
+  ints = [jax.lax.bitcast_convert_type(x, jnp.int32) for x in out[:len(ints)]]
+  return ints, out[len(ints):]
+
+
+def update(params, state, batch, rng, learning_rate, config):
+  """One engine step of sparse SGD; returns (params, state, metrics).
+
+  The step's `batch_size` tokens form `lanes` contiguous lanes; a sequence of updates each takes the next
+  `update_tokens` tokens of every lane, computes all their gradients from the same tables and adds them
+  (summed, as word2vec's per-pair updates add up: a few hundred tokens per update keep that sum close to
+  word2vec's sequential updates; 4096 diverged at its rate). Lanes are split over the devices of the mesh
+  (`jax.set_mesh`), which exchange the rows they touched, so every device applies every update and the
+  tables stay replicated; the result does not depend on the number of devices. Many updates per step keep
+  the host out of the loop.
+  """
+  w = config.word2vec
+  tokens, starts = batch["tokens"], batch["line_starts"]
+  # (updates, lanes, update_tokens): lane l is tokens [l * B / lanes, (l + 1) * B / lanes) of the step.
+  tokens = tokens.reshape(w.lanes, -1, w.update_tokens).swapaxes(0, 1)
+  starts = starts.reshape(w.lanes, -1, w.update_tokens).swapaxes(0, 1)
+  mesh = jax.sharding.get_abstract_mesh()
+  devices = mesh.shape[DATA_AXIS] if DATA_AXIS in mesh.axis_names else 1
+  axis = DATA_AXIS if devices > 1 else None  # one device: no collectives, no shard_map
+  if w.lanes % devices:
+    raise ConfigError(f"word2vec.lanes={w.lanes} is not a multiple of the {devices} devices of the mesh")
+
+  gather = (lambda x: jax.lax.all_gather(x, axis, tiled=True)) if axis else None
+
+  def local(params, state, tokens, starts, rng, learning_rate):
+    first_lane = jax.lax.axis_index(axis) * tokens.shape[1] if axis else 0
+    lane_ids = first_lane + jnp.arange(tokens.shape[1])
+
+    def one_update(params, xs):
+      i, tok, st = xs
+      keys = jax.vmap(lambda lane: jax.random.fold_in(jax.random.fold_in(rng, i), lane))(lane_ids)
+      ids, d_input, out_ids, factors, sums = _gradients(params, state, tok, st, keys, w)
+      # Whichever is smaller crosses devices: the output gradients or their factors.
+      coefficients, vectors = factors
+      exchange_factors = coefficients[0].size + vectors[0].size < coefficients.shape[1] * vectors.shape[2]
+      floats = [d_input, *factors] if exchange_factors else [d_input, outer_sum(*factors)]
+      (ids, out_ids), floats = _exchange([ids, out_ids], floats, gather)
+      d_output = outer_sum(*floats[1:]) if exchange_factors else floats[1]
+      params = {"input": params["input"].at[ids].add(-learning_rate * floats[0]),
+                "output": params["output"].at[out_ids].add(-learning_rate * d_output)}
+      return params, sums
+
+    params, sums = jax.lax.scan(one_update, params, (jnp.arange(tokens.shape[0]), tokens, starts))
+    sums = jax.tree.map(lambda x: x.sum(0), sums)
+    return params, (jax.lax.psum(sums, axis) if axis else sums)
+
+  if axis:
+    local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(None, axis), P(None, axis), P(), P()),
+                          out_specs=(P(), P()),
+                          check_vma=False)
+  params, sums = local(params, state, tokens, starts, rng, jnp.asarray(learning_rate, jnp.float32))
+  metrics = {"loss": sums["loss"] / jnp.maximum(sums["terms"], 1), "grad_norm": jnp.sqrt(sums["grad_sq"]),
+             "kept_fraction": sums["kept"] / jnp.maximum(sums["tokens"], 1)}
   return params, state, metrics
 
 
