@@ -1,11 +1,15 @@
 """word2vec (Mikolov et al., 2013): skip-gram and CBOW, with negative sampling or hierarchical softmax.
 
-A step takes `batch_size` consecutive corpus tokens and, on device and keyed by the step: subsamples frequent
-words (dropped words vanish before windowing, as in word2vec), draws a reduced window per centre word, forms
-every (centre, context) pair inside a line, draws K negatives per centre word, and applies word2vec's sparse
-SGD update to the rows it touched. Negatives are shared by a centre word's contexts (Ji et al., 2016,
-arXiv:1604.04661), which turns the work into small dense products; the tables are updated in place
-(the state is donated), so a step costs what its rows cost, not what the vocabulary costs.
+An update takes a few hundred consecutive corpus tokens and, on device and keyed by the step: subsamples
+frequent words (dropped words vanish before windowing, as in word2vec), draws a reduced window per centre
+word, forms every (centre, context) pair inside a line, draws K negatives per centre word from an alias table,
+and applies word2vec's sparse SGD update to the rows it touched. Negatives are shared by a centre word's
+contexts (Ji et al., 2016, arXiv:1604.04661), which turns the work into small dense products; the tables are
+updated in place (the state is donated), so an update costs what its rows cost, not what the vocabulary costs.
+
+An engine step runs many updates in a `lax.scan` over `lanes` contiguous stretches of the corpus. The lanes are
+split over the devices (on a CPU host, `config.cpu_devices` makes each core a device): each device computes
+its lanes' gradients, one all-gather per update shares the touched rows, and every device applies all of them.
 """
 
 from __future__ import annotations
