@@ -164,22 +164,19 @@ def outer_sum(coefficients, vectors):
   return sum(coefficients[:, :, k, None] * vectors[:, k, None, :] for k in range(vectors.shape[1]))
 
 
-def _gradients(params, state, tokens, line_starts, keys, w):
-  """Loss and gradients of one SGD update on a few lanes of tokens, all read from the same params.
+def _gradients(params, state, ids, ctx_mask, keys, w):
+  """Loss and gradients of one SGD update on a chunk of each of a few lanes, all read from the same params.
 
-  tokens, line_starts: (lanes, n); keys: one key per lane, so a lane's randomness does not depend on which
-  device holds it. Returns the rows touched, their gradients (the output ones as factors) and the step's sums
-  for the metrics.
+  ids: (lanes, n) kept words; ctx_mask: (lanes, n, 2W) pairs inside the chunk; keys: one per lane, so a lane's
+  negatives do not depend on which device holds it. Returns the rows touched, their gradients (the output
+  ones as factors) and sums for the metrics.
   """
-  lanes, n = tokens.shape
-  k_sample, k_negative = jax.vmap(jax.random.split, out_axes=1)(keys)
-  ids, kept, ctx_mask = jax.vmap(functools.partial(_subsample_and_windows, state=state, window=w.window))(
-      tokens, line_starts, k_sample)
+  lanes, n = ids.shape
   # Lanes side by side: a lane's edges are padding to _shift, and ctx_mask has no pair across them.
   t = lanes * n
-  ids, kept, ctx_mask = ids.reshape(t), kept.reshape(t), ctx_mask.reshape(t, -1)
+  ids, ctx_mask = ids.reshape(t), ctx_mask.reshape(t, -1)
   if w.loss == "ns":
-    negatives = jax.vmap(lambda k: draw_negatives(k, state, (n, w.negative)))(k_negative).reshape(t, w.negative)
+    negatives = jax.vmap(lambda k: draw_negatives(k, state, (n, w.negative)))(keys).reshape(t, w.negative)
     out_ids = jnp.concatenate([ids[:, None], negatives], axis=1)
     labels = jnp.zeros(out_ids.shape, jnp.float32).at[:, 0].set(1.0)
     out_mask = jnp.concatenate([jnp.ones((t, 1), bool), negatives != ids[:, None]], axis=1)  # as word2vec
@@ -192,8 +189,7 @@ def _gradients(params, state, tokens, line_starts, keys, w):
                                                ctx_mask, out_mask & centre[:, None], mode=w.mode,
                                                window=w.window)
   sums = {"loss": loss, "terms": ctx_mask.sum() if w.mode == "skipgram" else centre.sum(),
-          "grad_sq": jnp.sum(jnp.square(d_input)) + jnp.sum(jnp.square(outer_sum(*d_output))),
-          "kept": kept.sum(), "tokens": (tokens >= 0).sum()}
+          "grad_sq": jnp.sum(jnp.square(d_input)) + jnp.sum(jnp.square(outer_sum(*d_output)))}
   return ids, d_input, out_ids, d_output, sums
 
 
@@ -218,7 +214,7 @@ def update(params, state, batch, rng, learning_rate, config):
   """One engine step of sparse SGD; returns (params, state, metrics).
 
   The step's `batch_size` tokens form `lanes` contiguous lanes; a sequence of updates each takes the next
-  `update_tokens` tokens of every lane, computes all their gradients from the same tables and adds them
+  `update_tokens` kept words of every lane, computes all their gradients from the same tables and adds them
   (summed, as word2vec's per-pair updates add up: a few hundred tokens per update keep that sum close to
   word2vec's sequential updates; 4096 diverged at its rate). Lanes are split over the devices of the mesh
   (`jax.set_mesh`), which exchange the rows they touched, so every device applies every update and the
@@ -226,42 +222,61 @@ def update(params, state, batch, rng, learning_rate, config):
   the host out of the loop.
   """
   w = config.word2vec
-  tokens, starts = batch["tokens"], batch["line_starts"]
-  # (updates, lanes, update_tokens): lane l is tokens [l * B / lanes, (l + 1) * B / lanes) of the step.
-  tokens = tokens.reshape(w.lanes, -1, w.update_tokens).swapaxes(0, 1)
-  starts = starts.reshape(w.lanes, -1, w.update_tokens).swapaxes(0, 1)
+  # (lanes, B / lanes): lane l is tokens [l * B / lanes, (l + 1) * B / lanes) of the step.
+  tokens = batch["tokens"].reshape(w.lanes, -1)
+  starts = batch["line_starts"].reshape(w.lanes, -1)
   mesh = jax.sharding.get_abstract_mesh()
   devices = mesh.shape[DATA_AXIS] if DATA_AXIS in mesh.axis_names else 1
   axis = DATA_AXIS if devices > 1 else None  # one device: no collectives, no shard_map
   if w.lanes % devices:
     raise ConfigError(f"word2vec.lanes={w.lanes} is not a multiple of the {devices} devices of the mesh")
+  n = w.update_tokens
 
   gather = (lambda x: jax.lax.all_gather(x, axis, tiled=True)) if axis else None
 
   def local(params, state, tokens, starts, rng, learning_rate):
-    first_lane = jax.lax.axis_index(axis) * tokens.shape[1] if axis else 0
-    lane_ids = first_lane + jnp.arange(tokens.shape[1])
+    lanes, length = tokens.shape
+    first_lane = jax.lax.axis_index(axis) * lanes if axis else 0
+    keys = jax.vmap(lambda lane: jax.random.fold_in(rng, lane))(first_lane + jnp.arange(lanes))
+    k_sample, k_negative = jax.vmap(jax.random.split, out_axes=1)(keys)
+    # Subsampled once per lane, kept words first; the updates then walk the kept words only, in chunks of
+    # `update_tokens`, and stop when every lane is done (dropped words cost nothing).
+    ids, kept, ctx_mask = jax.vmap(functools.partial(_subsample_and_windows, state=state, window=w.window))(
+        tokens, starts, k_sample)
+    position = jnp.arange(length) % n
+    inside = jnp.stack([(position + d >= 0) & (position + d < n) for d in _offsets(w.window)], axis=1)
+    ctx_mask = ctx_mask & inside  # no pair across two updates' chunks
+    most_kept = kept.sum(axis=1).max()
+    if axis:
+      most_kept = jax.lax.pmax(most_kept, axis)  # devices run the same number of updates (collectives)
+    ids = ids.reshape(lanes, -1, n)
+    ctx_mask = ctx_mask.reshape(lanes, -1, n, ctx_mask.shape[-1])
 
-    def one_update(params, xs):
-      i, tok, st = xs
-      keys = jax.vmap(lambda lane: jax.random.fold_in(jax.random.fold_in(rng, i), lane))(lane_ids)
-      ids, d_input, out_ids, factors, sums = _gradients(params, state, tok, st, keys, w)
-      # Whichever is smaller crosses devices: the output gradients or their factors.
+    def one_update(carry):
+      i, params, totals = carry
+      ids_i = jax.lax.dynamic_index_in_dim(ids, i, axis=1, keepdims=False)
+      ctx_i = jax.lax.dynamic_index_in_dim(ctx_mask, i, axis=1, keepdims=False)
+      keys_i = jax.vmap(lambda k: jax.random.fold_in(k, i))(k_negative)
+      ids_i, d_input, out_ids, factors, sums = _gradients(params, state, ids_i, ctx_i, keys_i, w)
       coefficients, vectors = factors
+      # Whichever is smaller crosses devices: the output gradients or their factors (CBOW's are 16x smaller).
       exchange_factors = coefficients[0].size + vectors[0].size < coefficients.shape[1] * vectors.shape[2]
       floats = [d_input, *factors] if exchange_factors else [d_input, outer_sum(*factors)]
-      (ids, out_ids), floats = _exchange([ids, out_ids], floats, gather)
+      (ids_i, out_ids), floats = _exchange([ids_i, out_ids], floats, gather)
       d_output = outer_sum(*floats[1:]) if exchange_factors else floats[1]
-      params = {"input": params["input"].at[ids].add(-learning_rate * floats[0]),
+      params = {"input": params["input"].at[ids_i].add(-learning_rate * floats[0]),
                 "output": params["output"].at[out_ids].add(-learning_rate * d_output)}
-      return params, sums
+      return i + 1, params, jax.tree.map(jnp.add, totals, sums)
 
-    params, sums = jax.lax.scan(one_update, params, (jnp.arange(tokens.shape[0]), tokens, starts))
-    sums = jax.tree.map(lambda x: x.sum(0), sums)
-    return params, (jax.lax.psum(sums, axis) if axis else sums)
+    totals = {"loss": jnp.zeros((), jnp.float32), "terms": jnp.zeros((), jnp.int32),
+              "grad_sq": jnp.zeros((), jnp.float32)}
+    _, params, totals = jax.lax.while_loop(lambda carry: carry[0] * n < most_kept, one_update,
+                                           (jnp.zeros((), jnp.int32), params, totals))
+    totals.update(kept=kept.sum(), tokens=(tokens >= 0).sum())
+    return params, (jax.lax.psum(totals, axis) if axis else totals)
 
   if axis:
-    local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(None, axis), P(None, axis), P(), P()),
+    local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(axis), P(axis), P(), P()),
                           out_specs=(P(), P()),
                           check_vma=False)
   params, sums = local(params, state, tokens, starts, rng, jnp.asarray(learning_rate, jnp.float32))
