@@ -164,6 +164,13 @@ def outer_sum(coefficients, vectors):
   return sum(coefficients[:, :, k, None] * vectors[:, k, None, :] for k in range(vectors.shape[1]))
 
 
+def _squared_norm(coefficients, vectors):
+  """|outer_sum(coefficients, vectors)|^2; for one vector per row (CBOW) without forming the product."""
+  if vectors.shape[1] == 1:
+    return jnp.sum(jnp.sum(jnp.square(coefficients[:, :, 0]), axis=1) * jnp.sum(jnp.square(vectors[:, 0]), axis=1))
+  return jnp.sum(jnp.square(outer_sum(coefficients, vectors)))
+
+
 def _gradients(params, state, ids, ctx_mask, keys, w):
   """Loss and gradients of one SGD update on a chunk of each of a few lanes, all read from the same params.
 
@@ -189,7 +196,7 @@ def _gradients(params, state, ids, ctx_mask, keys, w):
                                                ctx_mask, out_mask & centre[:, None], mode=w.mode,
                                                window=w.window)
   sums = {"loss": loss, "terms": ctx_mask.sum() if w.mode == "skipgram" else centre.sum(),
-          "grad_sq": jnp.sum(jnp.square(d_input)) + jnp.sum(jnp.square(outer_sum(*d_output)))}
+          "grad_sq": jnp.sum(jnp.square(d_input)) + _squared_norm(*d_output)}
   return ids, d_input, out_ids, d_output, sums
 
 
