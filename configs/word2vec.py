@@ -5,9 +5,9 @@ Presets (`--config configs/word2vec.py:PRESET`):
          text8-like corpus (`make corpus` builds it; ../shared/DATA.md), gensim's defaults otherwise.
          python launch/run.py --config configs/word2vec.py:cpu --workdir workdirs/w2v_cpu
          python launch/run.py --config configs/word2vec.py:cpu --workdir workdirs/cbow --config.word2vec.mode=cbow
-         2-core CPU, skip-gram, 1 epoch: 53 s end to end without plots (47 s to the last step), 406k
-         effective words/s (1.29x gensim workers=2 in the same run); analogy 0.149, WS353 0.469, SimLex
-         0.211, POS probe 0.731 (majority 0.614). CBOW: 40 s, 549k words/s, analogy 0.095.
+         2-core CPU, skip-gram, 1 epoch: 54 s end to end without plots (48 s to the last step), 393k
+         effective words/s (1.12x gensim workers=2 in the same run); analogy 0.149, WS353 0.469, SimLex
+         0.211, POS probe 0.731 (majority 0.614). CBOW: 38 s to the last step, 562k words/s, analogy 0.095.
   tiny   a few steps on a small corpus, for tests.
   text8  text8 itself (http://mattmahoney.net/dc/text8.zip, unzipped; pass its path), 5 epochs.
   large  a billion-word-scale corpus (tfds lm1b): dim 300, window 10, negative 10, min_count 10, 3 epochs.
