@@ -7,7 +7,7 @@ and applies word2vec's sparse SGD update to the rows it touched. Negatives are s
 contexts (Ji et al., 2016, arXiv:1604.04661), which turns the work into small dense products; the tables are
 updated in place (the state is donated), so an update costs what its rows cost, not what the vocabulary costs.
 
-An engine step runs many updates in a `lax.scan` over `lanes` contiguous stretches of the corpus. The lanes are
+An engine step runs many updates in a `lax.while_loop` over `lanes` contiguous stretches of the corpus. Lanes are
 split over the devices (on a CPU host, `config.cpu_devices` makes each core a device): each device computes
 its lanes' gradients, one all-gather per update shares the touched rows, and every device applies all of them.
 """
