@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import sys
 import time
@@ -18,6 +19,20 @@ def write_json_atomic(path: str, obj) -> None:
     json.dump(obj, f, indent=2, sort_keys=True)
     f.write("\n")
   os.replace(tmp, path)
+
+
+def peak_rss_mib() -> float:
+  """This process's peak resident memory in MiB. Linux's VmHWM starts afresh at exec; getrusage's ru_maxrss
+  does not (a child started by a 1 GiB parent reports 1 GiB), so it is only the fallback elsewhere."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 class MetricWriter:

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import os
-import resource
 import signal
 import time
 from typing import Any
@@ -256,7 +255,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                           "run the same command again to resume")
     checkpointer.wait()
     train_s = time.perf_counter() - t_start
-    train_peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the evals' own
+    train_peak_rss_mib = metrics_lib.peak_rss_mib()  # before the evals' own
     results = method.evaluate(config, workdir=workdir, mesh=mesh, method=method, params=state.params,
                               method_state=state.method_state, train_data=train_data,
                               initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)), writer=writer,
@@ -273,6 +272,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       "wall_s": time.perf_counter() - t_start,
       "train_wall_s": train_s,
       "train_peak_rss_mib": train_peak_rss_mib,
+      "peak_rss_mib": metrics_lib.peak_rss_mib(),
       "examples_per_sec": examples_per_sec,
       "num_devices": mesh.size,
       "flops_per_step": flops,
