@@ -7,6 +7,7 @@ WORKDIR ?= workdirs/simclr_cpu
 FMNIST := /usr/share/datasets/fashion-mnist
 
 CORPUS := data/text/corpus.txt.xz
+RAW := data/text/raw/.complete
 
 .PHONY: run test bench data corpus venv clean
 
@@ -27,11 +28,19 @@ data:
 
 # The 17.6M-token English corpus of the word2vec cpu preset, rebuilt from Debian packages and gensim's test
 # data by data/recipe (apt-get download; nothing is installed system-wide). Takes a while; once.
-corpus: $(CORPUS)
+# Also the 20 cased sources before normalization (data/text/raw/*.txt.xz) that the language models read.
+corpus: $(CORPUS) $(RAW)
 
 $(CORPUS):
-	bash data/recipe/make_corpus.sh $(CURDIR)/data/text/build
+	test -f data/text/build/corpus.txt || bash data/recipe/make_corpus.sh $(CURDIR)/data/text/build
 	xz -T2 -c data/text/build/corpus.txt > $@.tmp && mv $@.tmp $@
+
+$(RAW):
+	test -d data/text/build/raw || bash data/recipe/make_corpus.sh $(CURDIR)/data/text/build
+	mkdir -p data/text/raw
+	for f in data/text/build/raw/*.txt; do xz -T2 -c "$$f" > "data/text/raw/$$(basename "$$f").xz.tmp" && \
+	  mv "data/text/raw/$$(basename "$$f").xz.tmp" "data/text/raw/$$(basename "$$f").xz"; done
+	touch $@
 
 run: venv data
 	$(PY) launch/run.py --config $(CONFIG) --workdir $(WORKDIR) $(ARGS)

@@ -1,9 +1,10 @@
-"""Train-step throughput and MFU of a config, on whatever accelerator jax sees.
+"""Train-step throughput and MFU of a config (images/s, or tokens/s for BERT), on whatever accelerator jax sees.
 
   python benchmarks/step_throughput.py --config configs/simclr.py:cifar10 [--steps 50] [--config.KEY=VALUE ...]
 
-The step is the one `train.py` runs (same method, optimizer, shardings, donation), fed a fixed uint8 batch of
-the config's shape, so the input pipeline is out of the picture (benchmarks/input_pipeline.py measures that).
+The step is the one `train.py` runs (same method, optimizer, shardings, donation), fed a fixed batch of the
+config's shape (uint8 images, or full-length BERT pairs of random tokens), so the input pipeline is out of the
+picture (benchmarks/input_pipeline.py measures that).
 FLOPs come from XLA's cost analysis of the compiled step; MFU divides achieved FLOP/s by the chip's peak.
 """
 
@@ -40,17 +41,28 @@ def peak_flops(device, dtype: str) -> float | None:
   return None
 
 
+def synthetic_batch(config, image_shape) -> tuple[dict, int]:
+  """A fixed batch of the config's shape, and how many examples (images, or tokens for text) it holds."""
+  rng, b = np.random.default_rng(0), config.batch_size
+  if config.method == "bert":  # full-length pairs [CLS] A [SEP] B [SEP], as pre-training builds them
+    t = config.data.max_len
+    tokens = rng.integers(5, config.data.vocab_size, (b, t)).astype(np.int32)
+    tokens[:, 0], tokens[:, t // 2], tokens[:, -1] = 2, 3, 3
+    segments = (np.arange(t)[None, :] > t // 2).astype(np.int32).repeat(b, 0)
+    return {"tokens": tokens, "segments": segments, "is_next": rng.integers(0, 2, b).astype(np.int32)}, b * t
+  return {"image": rng.integers(0, 256, (b, *image_shape), np.uint8), "label": np.zeros((b,), np.int32)}, b
+
+
 def measure(config, *, image_shape, steps: int, warmup: int = 3) -> dict:
   method = methods.get_method(config.method)
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=10_000,
                                       steps_per_epoch=100)
-  batch_np = {"image": np.random.default_rng(0).integers(0, 256, (config.batch_size, *image_shape), np.uint8),
-              "label": np.zeros((config.batch_size,), np.int32)}
+  batch_np, examples = synthetic_batch(config, image_shape)
 
   def init(rng):
-    params, state = method.init(config, rng, {"image": jnp.asarray(batch_np["image"])})
+    params, state = method.init(config, rng, jax.tree.map(jnp.asarray, batch_np), data=None)
     return train.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                             method_state=state, rng=rng)
 
@@ -72,7 +84,7 @@ def measure(config, *, image_shape, steps: int, warmup: int = 3) -> dict:
   step_s = (time.perf_counter() - t0) / steps
   peak = peak_flops(jax.devices()[0], config.model.dtype)
   out = {"device": jax.devices()[0].device_kind, "devices": mesh.size, "batch": config.batch_size,
-         "step_ms": 1e3 * step_s, "images_per_s": config.batch_size / step_s, "compile_s": compile_s,
+         "step_ms": 1e3 * step_s, "examples_per_s": examples / step_s, "compile_s": compile_s,
          "tflops_per_step": flops / 1e12 if flops else None}
   out["mfu"] = flops / step_s / (peak * mesh.size) if flops and peak else None
   return out
@@ -90,7 +102,8 @@ def main():
   mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (unknown peak for this chip)"
   print(f"{args.config} on {r['devices']}x {r['device']}: batch {r['batch']}, {r['step_ms']:.1f} ms/step, "
         f"compile {r['compile_s']:.0f} s, {r['tflops_per_step']:.3f} TFLOP/step (XLA cost analysis)")
-  print(f"images/s {r['images_per_s']:.0f} | MFU {mfu}")
+  unit = "tokens" if config.method == "bert" else "images"
+  print(f"{unit}/s {r['examples_per_s']:.0f} | MFU {mfu}")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,15 @@ class Checkpointer:
                         "use a new --workdir or the original config")
     return out.state
 
+  def restore_params(self, step: int):
+    """The params of checkpoint `step` as host arrays, without knowing their shapes (demos, exports)."""
+    out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                             meta=ocp.args.JsonRestore()))
+    if out.meta.get("fingerprint") != self.fingerprint:
+      raise ConfigError(f"checkpoint {self.directory}/{step} was written by a different config than "
+                        f"{os.path.dirname(self.directory)}/config.json")
+    return out.state["params"]
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["info_nce", "nt_xent", "contrastive_accuracy", "sgns", "cbow_ns"]
+__all__ = ["info_nce", "nt_xent", "contrastive_accuracy", "sgns", "cbow_ns", "masked_lm"]
 
 Temperature = Union[float, jax.Array]
 
@@ -349,3 +349,46 @@ def cbow_ns(
     mask = None if output_mask is None else jnp.asarray(output_mask, logits.dtype)
     loss = _binary_logistic(logits, jnp.asarray(labels, logits.dtype), mask).sum(-1)
     return jnp.where(count > 0, loss, 0.0)
+
+
+def masked_lm(
+    logits: jax.Array,
+    labels: jax.Array,
+    weights: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """BERT's masked-language-model loss: mean cross-entropy over the predicted positions that count.
+
+    Each sequence predicts P positions (a fixed number, so shapes stay static); positions beyond its
+    share of 15% carry weight 0. The mean is over all weighted positions of the global batch, as
+    BERT's ``sum(weights * loss) / sum(weights)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> loss, acc = masked_lm(jnp.zeros((1, 2, 4)), jnp.array([[1, 3]]), jnp.array([[1.0, 0.0]]))
+      >>> print(f"{loss:.4f} {acc:.1f}")  # uniform over 4 tokens: log 4; argmax 0 != 1
+      1.3863 0.0
+
+    Args:
+      logits: (B, P, V) scores at the predicted positions.
+      labels: (B, P) int, the original tokens there.
+      weights: (B, P) 1 where a position counts, 0 for padding predictions.
+
+    Returns:
+      (loss, accuracy): weighted mean cross-entropy (natural log; exp of it is the MLM perplexity) and the
+      weighted fraction of positions whose top-scoring token is the label, both float32 or wider.
+
+    References:
+      J. Devlin et al., `BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding
+      <https://arxiv.org/abs/1810.04805>`_, 2019, section 3.1.
+    """
+    if logits.ndim != 3 or labels.shape != logits.shape[:2] or weights.shape != labels.shape:
+        raise ValueError(f"`logits` must be (B, P, V) with `labels` and `weights` (B, P), got "
+                         f"{logits.shape}, {labels.shape} and {weights.shape}.")
+    logits = _upcast(logits)
+    shifted = logits - lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    log_z = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
+    nll = log_z - jnp.take_along_axis(shifted, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    w = jnp.asarray(weights, logits.dtype)
+    total = jnp.maximum(w.sum(), 1e-8)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
+    return jnp.sum(w * nll) / total, jnp.sum(w * correct) / total

@@ -180,7 +180,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
-  train_data = method.load_train_data(config)
+  train_data = method.load_train_data(config, workdir=workdir)
   steps_per_epoch = train_data.steps_per_epoch(config.batch_size)
   total_steps = _total_steps(config, steps_per_epoch)
   tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=total_steps,
@@ -209,7 +209,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_step = jax.jit(make_train_step(method, config, tx, schedule), donate_argnums=0,
                        in_shardings=(repl, sharding.batch_sharded(mesh)), out_shardings=(repl, repl))
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
-  progress = metrics_lib.Progress(total_steps=total_steps, batch_size=config.batch_size, num_devices=mesh.size,
+  # A row of a language model's batch is many tokens: throughput counts what the method's unit names.
+  per_row = method.units_per_example(config) if hasattr(method, "units_per_example") else 1
+  progress = metrics_lib.Progress(total_steps=total_steps, batch_size=config.batch_size * per_row,
+                                  num_devices=mesh.size,
                                   start_step=start_step, unit=getattr(method, "EXAMPLE_UNIT", "ex"))
   stream = train_data.stream(batch_size=config.batch_size, seed=config.seed, start_step=start_step,
                              process_index=jax.process_index(), process_count=jax.process_count())

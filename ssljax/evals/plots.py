@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-__all__ = ["neighbors_plot", "tsne_plot"]
+__all__ = ["neighbors_plot", "perplexity_by_source", "tsne_plot"]
 
 _MAX_LEGEND_CLASSES = 20  # beyond this a legend hides the plot and no colour map separates them
 
@@ -162,4 +162,24 @@ def neighbors_plot(query_images, neighbor_images_by_name: dict, path, *, title: 
       axes[0, j + 1].set_title(f"{j + 1}", fontsize=8)
   if title:
     fig.suptitle(title, fontsize=12, y=1.02)
+  return _save(fig, path)
+
+
+def perplexity_by_source(perplexities: dict[str, dict[str, float]], path, *, title: str = ""):
+  """Horizontal bars: one group per source (hardest at the top), one bar per model, log-scaled perplexity.
+
+  `perplexities` maps a model's name to {source: perplexity}; the first model orders the sources."""
+  models = list(perplexities)
+  sources = sorted(perplexities[models[0]], key=perplexities[models[0]].get)
+  fig, ax = plt.subplots(figsize=(8, 0.32 * len(sources) * len(models) + 1.2))
+  height = 0.8 / len(models)
+  for k, name in enumerate(models):
+    values = [perplexities[name].get(s, np.nan) for s in sources]
+    ax.barh(np.arange(len(sources)) + k * height, values, height=height, label=name)
+  ax.set_yticks(np.arange(len(sources)) + 0.4 - height / 2)
+  ax.set_yticklabels(sources)
+  ax.set_xscale("log")
+  ax.set_xlabel("validation perplexity per WordPiece token (log scale)")
+  ax.legend(loc="lower right")
+  ax.set_title(title)
   return _save(fig, path)

@@ -63,7 +63,8 @@ def train_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, j
   return normalize(v1), normalize(v2)
 
 
-def load_train_data(config) -> image_data.ImageSplit:
+def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSplit:
+  del workdir
   return image_data.load_split(config.data, config.data.train_split, config.data.max_train_examples)
 
 

@@ -28,7 +28,8 @@ from ssljax.sharding import DATA_AXIS
 EXAMPLE_UNIT = "words"
 
 
-def load_train_data(config) -> text.TokenData:
+def load_train_data(config, *, workdir: str | None = None) -> text.TokenData:
+  del workdir  # the vocabulary is rebuilt from the corpus, deterministically
   w = config.word2vec
   if w.mode not in ("skipgram", "cbow"):
     raise ConfigError(f"word2vec.mode='{w.mode}' is not one of skipgram, cbow")

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from ssljax.evals.plots import neighbors_plot, tsne_plot
+from ssljax.evals.plots import neighbors_plot, perplexity_by_source, tsne_plot
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -52,3 +52,9 @@ def test_neighbors_plot_rejects_mismatched_shapes(tmp_path):
   with pytest.raises(ValueError, match="SimCLR"):
     neighbors_plot(np.zeros((2, 8, 8, 1)), {"SimCLR": np.zeros((3, 4, 8, 8, 1))},
                    tmp_path / "nn.png")
+
+
+def test_perplexity_by_source_writes_png(tmp_path):
+  values = {"ours": {"a": 72.7, "b": 145.5, "c": 41.0}, "Kneser-Ney 5-gram": {"a": 102.2, "b": 165.7, "c": 51.9}}
+  path, image = perplexity_by_source(values, tmp_path / "ppl.png", title="validation perplexity")
+  _check_png(path, image)

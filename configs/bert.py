@@ -1,0 +1,126 @@
+"""BERT pre-training (masked LM + next-sentence prediction) on cased WordPiece text, then fine-tuning on which
+source a paragraph comes from, at 100%, 10% and 1% of the labels, against the same model trained from scratch
+and a bag-of-words logistic regression.
+
+Presets (`--config configs/bert.py:PRESET`):
+  cpu     BERT-mini (4 layers, 256 wide) on the 20 cased sources of `make corpus` (data/text/raw;
+          ../shared/DATA.md), 5000 paragraphs each, WordPiece vocabulary 8192, 1000 steps of 32 pairs of up
+          to 64 tokens.
+          python launch/run.py --config configs/bert.py:cpu --workdir workdirs/bert_cpu
+          2-core CPU: 12.7 min (8.6 min to the last step, 4.2k tokens/s). Held-out pairs: MLM accuracy 0.136
+          (perplexity 490), NSP 0.713. Source of a paragraph (20 classes), fine-tuned / from scratch / bag
+          of words: 100% labels 0.304 / 0.080 / 0.764; 10% 0.242 / 0.020 / 0.524; 1% 0.217 / 0.076 / 0.192.
+          Not yet what the issue asks: pre-training this short beats scratch everywhere but bag-of-words only
+          at 1%.
+  tiny    a few steps of BERT-tiny (2 layers, 128 wide) on three small public-domain texts, for tests.
+  base    BERT-base, vocabulary 30522, pairs of 128 tokens, batch 256, bfloat16: one accelerator.
+
+Overrides: --config.bert.size=small --config.data.max_len=256 --config.total_steps=20000 ...
+Then: python -m ssljax.demo fill --workdir workdirs/bert_cpu "I love to eat peanut [MASK] and jam."
+"""
+
+import os
+
+import ml_collections
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+  preset = arg or "cpu"
+  c = ml_collections.ConfigDict()
+  c.method = "bert"
+  c.seed = 0
+  c.batch_size = 64  # sentence pairs
+  c.total_steps = 0  # > 0 wins over epochs
+  c.epochs = 1
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 2
+  c.log_every = 50
+
+  c.data = ml_collections.ConfigDict()
+  c.data.path = os.path.join(ROOT, "data", "text", "raw")  # a directory of sources, or files / globs
+  c.data.max_paragraphs = 0  # > 0: the first N paragraphs of each source
+  c.data.valid_every = 50  # paragraph k of a source is held out when k % valid_every == valid_every - 1
+  c.data.vocab_size = 8192  # WordPiece, trained on the training split, saved in workdir/tokenizer
+  c.data.lowercase = False
+  c.data.max_len = 128  # tokens per pair, [CLS] A [SEP] B [SEP]
+
+  c.model = ml_collections.ConfigDict()
+  c.model.dtype = "float32"  # compute dtype; bfloat16 on accelerators
+
+  c.bert = ml_collections.ConfigDict()
+  c.bert.size = "mini"  # tiny | mini | small | medium | base (Turc et al. 2019)
+  c.bert.dropout = 0.1
+  c.bert.mask_prob = 0.15
+  c.bert.max_predictions = 20  # per pair: 15% of 128, rounded up
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adamw"
+  c.optim.learning_rate = 1e-3
+  c.optim.lr_scaling = "none"
+  c.optim.schedule = "cosine"
+  c.optim.warmup_epochs = 0.05
+  c.optim.weight_decay = 0.01
+  c.optim.momentum = 0.9  # adam's b1
+  c.optim.b2 = 0.98
+  c.optim.grad_clip_norm = 1.0
+
+  c.evals = ml_collections.ConfigDict()
+  c.evals.batch_size = 64
+  c.evals.finetune = True
+  c.evals.label_fractions = (1.0, 0.1, 0.01)
+  c.evals.finetune_per_class = 100  # training paragraphs per source (100% of the labels)
+  c.evals.finetune_test_per_class = 50
+  c.evals.finetune_min_tokens = 8
+  c.evals.finetune_max_len = 128
+  c.evals.finetune_batch_size = 32
+  c.evals.finetune_epochs = 3.0
+  c.evals.finetune_min_steps = 60
+  c.evals.finetune_learning_rate = 1e-4
+
+  if preset == "cpu":
+    # ~10 minutes of pre-training at ~3.4k tokens/s here. Many small steps beat few large ones at this budget:
+    # 300 steps of 64 x 128 tokens left the MLM on its unigram plateau (accuracy 0.04, NSP at chance).
+    c.data.max_paragraphs = 5000
+    c.data.max_len = 64
+    c.batch_size = 32
+    c.bert.max_predictions = 10
+    c.total_steps = 1000
+    c.checkpoint_every = 250
+    c.log_every = 100
+    c.evals.finetune_epochs = 2.0
+  elif preset == "tiny":
+    c.data.path = os.path.join(ROOT, "tests", "data", "lm")
+    c.data.vocab_size = 600
+    c.data.valid_every = 10
+    c.data.max_len = 32
+    c.batch_size = 16
+    c.total_steps = 40
+    c.checkpoint_every = 20
+    c.log_every = 10
+    c.bert.size = "tiny"
+    c.bert.max_predictions = 5
+    c.optim.warmup_epochs = 0.0
+    c.evals.batch_size = 16
+    c.evals.finetune_per_class = 16
+    c.evals.finetune_test_per_class = 8
+    c.evals.label_fractions = (1.0, 0.25)
+    c.evals.finetune_max_len = 32
+    c.evals.finetune_batch_size = 16
+    c.evals.finetune_min_steps = 4
+    c.evals.finetune_epochs = 1.0
+  elif preset == "base":
+    c.bert.size = "base"
+    c.data.vocab_size = 30522
+    c.batch_size = 256
+    c.epochs = 10
+    c.optim.learning_rate = 1e-4
+    c.optim.warmup_epochs = 0.1
+    c.model.dtype = "bfloat16"
+    c.checkpoint_every = 5000
+    c.evals.finetune_per_class = 2000
+    c.evals.finetune_test_per_class = 500
+  else:
+    raise ValueError(f"unknown preset '{preset}' (known: cpu, tiny, base)")
+  return c
