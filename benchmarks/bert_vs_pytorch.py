@@ -9,8 +9,8 @@ this one process on the same cores, so the numbers are comparable to each other,
 Ours is the product's step: `train.make_train_step(method, config, tx, schedule)` of the `bert` method with
 the `cpu` preset's optimizer (`optim.make_optimizer`: AdamW b2=0.98, weight decay on kernels only, global-norm
 clipping at 1.0), jitted as train.py jits it (replicated state donated, batch sharded over a 1-device CPU
-mesh), masking on device inside the step. Its params come from `bert.init` itself: the benchmark hands it a
-stand-in for the corpus that only carries the vocabulary size, so nothing is read from disk.
+mesh), masking on device inside the step. Its params come from `bert.init` itself, without a corpus (the
+vocabulary size from the config), so nothing is read from disk.
 
 The peer is what a PyTorch user would write: `BertForPreTraining(BertConfig(...))` in train mode (dropout 0.1
 on, as ours), `torch.optim.AdamW` with the same hyperparameters and parameter groups, the same clipping, and the
@@ -49,7 +49,6 @@ import math
 import os
 import sys
 import time
-import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -96,13 +95,13 @@ class Ours:
     # Schedule lengths only shape the learning-rate curve, not the step's cost.
     self.tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=10_000,
                                              steps_per_epoch=1_000)
-    # bert.init reads only the tokenizer's vocabulary size from its data.
-    data = types.SimpleNamespace(corpus=types.SimpleNamespace(tokenizer=types.SimpleNamespace(vocab_size=vocab)))
+    # Without data bert.init takes the vocabulary size from the config (and skips the unigram bias start).
+    config.data.vocab_size = vocab
     example = jax.tree.map(jnp.asarray, batch_np)
 
     def init_state(rng):
       init_rng, train_rng = jax.random.split(rng)
-      params, method_state = bert.init(config, init_rng, example, data=data)
+      params, method_state = bert.init(config, init_rng, example, data=None)
       return train.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
                               method_state=method_state, rng=train_rng)
 

@@ -47,9 +47,13 @@ def source_files(path: str) -> list[str]:
     return files
   if not path:
     raise DataError(f"data.path is empty; {HOW_TO_GET}")
-  if not os.path.exists(path.split(",")[0].strip()) and not any(c in path for c in "*?[,"):
-    raise DataError(f"data.path={path}: no such file or directory; {HOW_TO_GET}")
-  return text_data.corpus_paths(path)
+  for part in filter(None, (p.strip() for p in path.split(","))):
+    if not any(c in part for c in "*?[") and not os.path.isfile(part):
+      raise DataError(f"data.path: {part}: no such file or directory; {HOW_TO_GET}")
+  try:
+    return text_data.corpus_paths(path)
+  except DataError:
+    raise DataError(f"data.path={path}: no file matches; {HOW_TO_GET}") from None
 
 
 def _source_name(path: str) -> str:
