@@ -182,6 +182,36 @@ def center_crop_resize(image: jax.Array, key: jax.Array | None = None, *, size: 
   return _crop_resize(image, ((height - ch) / 2, (width - cw) / 2, ch, cw), size)
 
 
+def grid_tiles(image: jax.Array, key: jax.Array, *, grid: int = 3, tile: int) -> jax.Array:
+  """Cuts the image into a grid x grid lattice of cells and takes one tile x tile square from each, at a random
+  offset inside its cell: the gaps and the jitter keep neighbouring tiles from sharing edges, so a network cannot
+  solve a layout task by continuing lines across the cut (Doersch et al. 2015; Noroozi and Favaro 2016).
+
+  Args:
+    image: (H, W, C) float image; H and W divisible by `grid`.
+    key: PRNG key for the offsets.
+    grid: cells per side.
+    tile: side of each tile, at most the cell's side (equal: no gap and no jitter).
+  Returns:
+    (grid * grid, tile, tile, C), cells in row-major order.
+
+  >>> tiles = grid_tiles(image, key, grid=3, tile=12)   # a 48x48 image: 16-pixel cells
+  """
+  _check_image(image)
+  height, width, channels = image.shape
+  if height % grid or width % grid:
+    raise ValueError(f"image size {height}x{width} is not divisible by the {grid}x{grid} tile grid")
+  cell_h, cell_w = height // grid, width // grid
+  if not 0 < tile <= min(cell_h, cell_w):
+    raise ValueError(f"tile={tile} must be in [1, {min(cell_h, cell_w)}] (the cell of a {height}x{width} image "
+                     f"on a {grid}x{grid} grid)")
+  rows, cols = np.divmod(np.arange(grid * grid), grid)
+  jitter = jax.random.randint(key, (grid * grid, 2), 0, np.array([cell_h, cell_w]) - tile + 1)
+  tops = jnp.asarray(rows * cell_h) + jitter[:, 0]
+  lefts = jnp.asarray(cols * cell_w) + jitter[:, 1]
+  return jax.vmap(lambda t, l: lax.dynamic_slice(image, (t, l, 0), (tile, tile, channels)))(tops, lefts)
+
+
 # ------------------------------------------------------------------------------------------- flips, colour
 
 def horizontal_flip(image: jax.Array, key: jax.Array, *, p: float = 0.5) -> jax.Array:

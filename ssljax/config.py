@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from typing import Any, Sequence
 
 import ml_collections
@@ -26,13 +27,21 @@ RESUMABLE_KEYS = ("checkpoint_every", "keep_checkpoints", "log_every", "evals", 
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """Loads `path/to/file.py[:arg]` and calls its `get_config(arg)`."""
+  """Loads `path/to/file.py[:arg]` and calls its `get_config(arg)`.
+
+  The file's directory is importable while it loads, as a script's is, so configs can share a module of
+  defaults (configs/vision_base.py).
+  """
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ConfigError(f"config file not found: {path}")
   module_spec = importlib.util.spec_from_file_location(f"_ssljax_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+  try:
+    module_spec.loader.exec_module(module)
+  finally:
+    sys.path.pop(0)
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path} defines no get_config(arg=None)")
   try:

@@ -1,4 +1,5 @@
-"""Contrastive losses and metrics: InfoNCE, NT-Xent and contrastive accuracy; word2vec's SGNS and CBOW.
+"""Contrastive losses and metrics: InfoNCE, NT-Xent and contrastive accuracy; word2vec's SGNS and CBOW;
+BERT's masked-LM and MAE's masked-patch reconstruction.
 
 Pure functions on global arrays. Under `jax.jit` with inputs sharded over a device
 mesh (e.g. `NamedSharding(mesh, P('data'))`), the similarity matrix is taken over the
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["info_nce", "nt_xent", "contrastive_accuracy", "sgns", "cbow_ns", "masked_lm"]
+__all__ = ["info_nce", "nt_xent", "contrastive_accuracy", "sgns", "cbow_ns", "masked_lm", "mae_recon"]
 
 Temperature = Union[float, jax.Array]
 
@@ -392,3 +393,62 @@ def masked_lm(
     total = jnp.maximum(w.sum(), 1e-8)
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
     return jnp.sum(w * nll) / total, jnp.sum(w * correct) / total
+
+
+def mae_recon(
+    pred: jax.Array,
+    target_patches: jax.Array,
+    mask: jax.Array,
+    *,
+    norm_pix: bool = True,
+    eps: float = 1e-6,
+) -> jax.Array:
+    """MAE's reconstruction loss: mean squared error per patch, averaged over the masked patches only.
+
+    Visible patches carry no loss: the encoder saw them, so reconstructing them teaches nothing. With
+    ``norm_pix`` each target patch is standardized by its own pixels' mean and variance,
+    ``(t - mean) / sqrt(var + eps)``, which the paper found to give better representations (local
+    contrast, not absolute intensity, is what must be predicted). The variance is the unbiased one
+    (divided by D - 1), as ``torch.var`` in MAE's released code computes it.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pred = jnp.zeros((1, 2, 4))
+      >>> target = jnp.array([[[0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 5.0, 5.0]]])
+      >>> mask = jnp.array([[1.0, 0.0]])  # only the first patch was masked
+      >>> print(f"{mae_recon(pred, target, mask, norm_pix=False):.4f}")  # mean of (0, 0, 4, 4)
+      2.0000
+      >>> print(f"{mae_recon(pred, target, mask):.4f}")  # (+-1)^2 / (unbiased var 4/3)
+      0.7500
+
+    Args:
+      pred: (N, L, D) predicted pixels of every patch (`ssljax.models.vit.MAE`'s output).
+      target_patches: (N, L, D) the image's patches (`ssljax.models.vit.patchify` of the input).
+      mask: (N, L) 1 at masked patches, 0 at visible ones (`random_masking`'s mask); non-negative
+        weights work too.
+      norm_pix: standardize each target patch by its own mean and variance first (needs D >= 2).
+      eps: added to the variance before the square root.
+
+    Returns:
+      Scalar, float32 or wider: sum over patches of mask * mean_D (pred - target)^2, divided by the sum
+      of the mask (0 when nothing is masked).
+
+    References:
+      K. He et al., `Masked Autoencoders Are Scalable Vision Learners
+      <https://arxiv.org/abs/2111.06377>`_, 2021, section 3 and Table 1(c).
+    """
+    if (jnp.ndim(pred) != 3 or jnp.shape(target_patches) != jnp.shape(pred)
+            or jnp.shape(mask) != jnp.shape(pred)[:2]):
+        raise ValueError(f"`pred` and `target_patches` must be (N, L, D) and `mask` (N, L), got "
+                         f"{jnp.shape(pred)}, {jnp.shape(target_patches)} and {jnp.shape(mask)}.")
+    if norm_pix and pred.shape[-1] < 2:
+        raise ValueError(f"`norm_pix` needs at least 2 values per patch, got D={pred.shape[-1]}.")
+    pred, target = _upcast(pred), _upcast(jnp.asarray(target_patches))
+    target = target.astype(jnp.promote_types(target.dtype, pred.dtype))
+    if norm_pix:
+        mean = jnp.mean(target, axis=-1, keepdims=True)
+        var = jnp.var(target, axis=-1, keepdims=True, ddof=1)
+        target = (target - mean) * lax.rsqrt(var + eps)
+    per_patch = jnp.mean(jnp.square(pred - target), axis=-1)
+    w = jnp.asarray(mask, per_patch.dtype)
+    return jnp.sum(w * per_patch) / jnp.maximum(jnp.sum(w), 1e-8)

@@ -368,3 +368,27 @@ def test_augment_batch_is_invariant_to_sharding():
 def test_bad_static_arguments_raise(call, message):
   with pytest.raises(ValueError, match=message):
     call(_image(3))
+
+
+def test_grid_tiles_stay_inside_their_cells_and_jitter_with_the_key():
+  size, tile = 15, 3  # 5-pixel cells: up to 2 pixels of jitter
+  image = np.arange(size * size, dtype=np.float32).reshape(size, size, 1) / (size * size)
+  tiles = np.asarray(augment.grid_tiles(jnp.asarray(image), jax.random.PRNGKey(0), grid=3, tile=tile))
+  assert tiles.shape == (9, tile, tile, 1)
+  offsets = set()
+  for cell in range(9):
+    top, left = np.argwhere(image[..., 0] == tiles[cell, 0, 0, 0])[0]
+    np.testing.assert_array_equal(tiles[cell], image[top:top + tile, left:left + tile])
+    row, col = divmod(cell, 3)
+    assert 0 <= top - 5 * row <= 2 and 0 <= left - 5 * col <= 2
+    offsets.add((top - 5 * row, left - 5 * col))
+  assert len(offsets) > 1
+  other = np.asarray(augment.grid_tiles(jnp.asarray(image), jax.random.PRNGKey(1), grid=3, tile=tile))
+  assert not np.array_equal(tiles, other)
+
+
+def test_grid_tiles_refuse_bad_geometry():
+  with pytest.raises(ValueError, match="image size 16x15 is not divisible by the 3x3 tile grid"):
+    augment.grid_tiles(jnp.zeros((16, 15, 1)), jax.random.PRNGKey(0), grid=3, tile=3)
+  with pytest.raises(ValueError, match=r"tile=6 must be in \[1, 5\]"):
+    augment.grid_tiles(jnp.zeros((15, 15, 1)), jax.random.PRNGKey(0), grid=3, tile=6)

@@ -68,3 +68,26 @@ def test_eval_batches_cover_the_split_once():
   seen = [b["image"][:valid] for b, valid in images.eval_batches(split, 128)]
   assert [len(s) for s in seen] == [128, 128, 44]
   np.testing.assert_array_equal(np.concatenate(seen), split.images)
+
+
+# ------------------------------------------------------------------------- crops of the scikit-image colour photos
+
+class _Photos:
+  name, path, image_size = "skimage_photos", "", 24
+
+
+def test_photo_crops_are_seeded_uint8_rgb_and_all_different():
+  split = images.load_split(_Photos, "train", limit=90)
+  assert split.images.shape == (90, 24, 24, 3) and split.images.dtype == np.uint8
+  assert split.num_classes == 9 and "astronaut" in split.class_names
+  assert np.bincount(split.labels).tolist() == [10] * 9  # photos take turns
+  assert len({crop.tobytes() for crop in split.images}) == 90
+  assert split.images[..., 0].std() > 10 and np.abs(split.images[..., 0].astype(int) - split.images[..., 2]).mean() > 5
+  uncached = images.load_photo_split.__wrapped__
+  np.testing.assert_array_equal(uncached("train", 90, 24, seed=0).images, split.images)
+  assert not np.array_equal(uncached("train", 90, 24, seed=1).images, split.images)
+  held_out = images.load_split(_Photos, "test", limit=90)
+  assert not np.array_equal(held_out.images, split.images)
+  assert len(images.load_split(_Photos, "test").labels) == images.PHOTO_CROPS["test"]
+  with pytest.raises(images.DataError, match="skimage_photos.*'validation'"):
+    images.load_split(_Photos, "validation")

@@ -126,3 +126,48 @@ def test_chunk_batches_are_a_function_of_the_step_and_cover_the_epoch():
   np.testing.assert_array_equal(np.concatenate(halves), first[5])
   with pytest.raises(DataError, match="batch_size=200"):
     chunks.steps_per_epoch(200)
+
+
+_TWO_PROCESS_SCRIPT = """
+import hashlib, json, os, sys
+os.environ.pop("XLA_FLAGS", None)  # one CPU device per process
+import jax, ml_collections
+from ssljax import sharding
+from ssljax.data import lm
+sharding.initialize_distributed()
+if jax.process_index() == 1:  # must read process 0's file, never train its own
+  lm.wordpiece.train = lambda *a, **k: sys.exit("process 1 trained a tokenizer instead of waiting for the file")
+config = ml_collections.ConfigDict(dict(path=sys.argv[1], max_paragraphs=0, valid_every=10, vocab_size=300,
+                                        lowercase=False))
+corpus = lm.load_corpus(config, sys.argv[2], save_tokenizer=jax.process_index() == 0)
+print(json.dumps({"process": jax.process_index(), "count": jax.process_count(),
+                  "ids": hashlib.sha256(corpus.train.ids.tobytes()).hexdigest()}))
+"""
+
+
+def test_two_processes_train_one_tokenizer_and_read_the_same_ids(tmp_path):
+  """Process 0 trains and saves the WordPiece vocabulary; process 1 waits at the barrier, then reads that file
+  (WordPiece training is not deterministic, so two trainings could disagree)."""
+  import json
+  import socket
+  import subprocess
+  import sys
+
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = []
+  for pid in range(2):
+    env = dict(os.environ, SSLJAX_COORDINATOR=f"127.0.0.1:{port}", SSLJAX_NUM_PROCESSES="2",
+               SSLJAX_PROCESS_ID=str(pid))
+    procs.append(subprocess.Popen([sys.executable, "-c", _TWO_PROCESS_SCRIPT, os.path.join(ROOT, "tests", "data",
+                                                                                          "lm"), str(tmp_path)],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  outs = []
+  for p in procs:
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    outs.append(json.loads(out.strip().splitlines()[-1]))
+  assert [o["process"] for o in outs] == [0, 1] and {o["count"] for o in outs} == {2}
+  assert outs[0]["ids"] == outs[1]["ids"]
+  assert sorted(os.listdir(tmp_path / "tokenizer")) == ["tokenizer.json", "vocab.txt"]

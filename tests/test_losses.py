@@ -405,3 +405,63 @@ def test_word2vec_losses_reject_bad_shapes():
         losses.cbow_ns(inputs, outputs, labels[:, :2])
     with pytest.raises(ValueError, match="input_mask"):
         losses.sgns(inputs, outputs, labels, input_mask=input_mask[:, :1])
+
+
+# ----------------------------------------------------------------------------------------
+# MAE: masked-patch reconstruction against MAE's forward_loss in float64.
+
+
+def ref_mae_recon(pred, target, mask, norm_pix, eps=1e-6):
+    """MAE's forward_loss: per-patch MSE, (loss * mask).sum() / mask.sum(); torch.var is unbiased."""
+    pred, target = pred.astype(np.float64), target.astype(np.float64)
+    if norm_pix:
+        mean = target.mean(-1, keepdims=True)
+        var = target.var(-1, keepdims=True, ddof=1)
+        target = (target - mean) / (var + eps) ** 0.5
+    per_patch = ((pred - target) ** 2).mean(-1)
+    return (per_patch * mask).sum() / mask.sum()
+
+
+def _mae_case(seed, n=2, length=5, dim=6):
+    rng = np.random.default_rng(seed)
+    pred = rng.standard_normal((n, length, dim)).astype(np.float32)
+    target = (3.0 * rng.standard_normal((n, length, dim)) + 1.0).astype(np.float32)
+    mask = (rng.random((n, length)) < 0.6).astype(np.float32)
+    mask[:, 0] = 1.0
+    return pred, target, mask
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_mae_recon_matches_reference(norm_pix):
+    pred, target, mask = _mae_case(30)
+    loss, grad = jax.jit(jax.value_and_grad(functools.partial(losses.mae_recon, norm_pix=norm_pix)))(
+        pred, target, mask)
+    assert loss.dtype == jnp.float32 and loss.shape == ()
+    np.testing.assert_allclose(loss, ref_mae_recon(pred, target, mask, norm_pix), rtol=RTOL, atol=ATOL)
+    fd = _finite_difference_grad(lambda p: ref_mae_recon(p, target, mask, norm_pix), pred)
+    np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6)
+    # Visible patches get no gradient.
+    assert np.all(np.asarray(grad)[mask == 0] == 0)
+
+
+def test_mae_recon_edge_cases():
+    pred, target, mask = _mae_case(31)
+    # A constant target patch normalizes to zeros (var = 0 is guarded by eps), not NaN.
+    target[0, 0] = 2.5
+    got = losses.mae_recon(pred, target, mask)
+    assert np.isfinite(got)
+    np.testing.assert_allclose(got, ref_mae_recon(pred, target, mask, True), rtol=RTOL)
+    # Nothing masked: zero, not 0/0.
+    assert losses.mae_recon(pred, target, np.zeros_like(mask)) == 0.0
+
+
+@pytest.mark.parametrize("args,match", [
+    (((2, 5, 6), (2, 5, 4), (2, 5)), r"\(2, 5, 6\), \(2, 5, 4\) and \(2, 5\)"),
+    (((2, 5, 6), (2, 5, 6), (2, 6)), r"`mask` \(N, L\).*\(2, 6\)"),
+    (((10, 6), (10, 6), (10,)), r"\(N, L, D\).*\(10, 6\)"),
+    (((2, 5, 1), (2, 5, 1), (2, 5)), r"`norm_pix`.*D=1"),
+])
+def test_mae_recon_bad_shapes(args, match):
+    pred, target, mask = (np.ones(shape, np.float32) for shape in args)
+    with pytest.raises(ValueError, match=match):
+        losses.mae_recon(pred, target, mask)

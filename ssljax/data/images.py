@@ -1,4 +1,5 @@
-"""Image datasets: offline IDX files or tfds, as uint8 arrays, streamed by a seeded tf.data pipeline.
+"""Image datasets: offline IDX files, tfds, or crops of the colour photographs inside the scikit-image wheel, as
+uint8 arrays, streamed by a seeded tf.data pipeline.
 
 Nothing random happens on the host beyond the seeded order: batch `s` of the stream is a function of
 (seed, s) alone, so a resumed run reads exactly what an uninterrupted one would. Augmentation happens on
@@ -8,7 +9,9 @@ device, inside the train step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
+import math
 import os
 import struct
 
@@ -27,6 +30,18 @@ CLASS_NAMES = {
     "mnist": tuple(str(i) for i in range(10)),
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
+# The colour photographs bundled in the scikit-image wheel (scikit-image 0.26: each loader reads a file shipped in
+# skimage/data, no download). Name -> loader name, index into its result for the stereo pair.
+PHOTOS_NAME = "skimage_photos"
+SKIMAGE_PHOTOS = {
+    "astronaut": ("astronaut", None), "chelsea": ("chelsea", None), "coffee": ("coffee", None),
+    "rocket": ("rocket", None), "motorcycle_left": ("stereo_motorcycle", 0),
+    "motorcycle_right": ("stereo_motorcycle", 1), "retina": ("retina", None),
+    "immunohistochemistry": ("immunohistochemistry", None), "hubble_deep_field": ("hubble_deep_field", None),
+}
+PHOTO_SPLITS = {"train": (0.0, 0.8), "test": (0.8, 1.0)}  # rows of every photo each split crops from
+PHOTO_CROPS = {"train": 8192, "test": 1024}  # crops per split when data.max_*_examples is 0
+PHOTO_CROP_SIDE = (0.06, 0.5)  # crop side as a fraction of the photo's shorter side, drawn log-uniformly
 HOW_TO_GET = {
     "fashion_mnist": "run `make data` (installs the Debian package dataset-fashion-mnist into "
                      "/usr/share/datasets/fashion-mnist), or set --config.data.path='' to use tfds with a network",
@@ -113,8 +128,72 @@ def load_tfds_split(name: str, split: str, data_dir: str | None = None) -> Image
   return ImageSplit(np.asarray(images, np.uint8), np.asarray(labels, np.int32), tuple(names))
 
 
+@functools.lru_cache(maxsize=1)
+def skimage_photos() -> tuple[tuple[str, np.ndarray], ...]:
+  """((name, (H, W, 3) uint8 RGB), ...) for the nine colour photographs of `SKIMAGE_PHOTOS`, read from the
+  scikit-image wheel (no network)."""
+  try:
+    from skimage import data  # lazy: only this source needs it
+  except ImportError:
+    raise DataError(f"data.name='{PHOTOS_NAME}' needs scikit-image (pip install scikit-image==0.26.0)") from None
+  out = []
+  for name, (loader, index) in SKIMAGE_PHOTOS.items():
+    try:
+      image = getattr(data, loader)()
+    except Exception as e:  # a scikit-image that fetches the file instead of shipping it fails many ways offline
+      raise DataError(f"data.name='{PHOTOS_NAME}': scikit-image could not load its photo '{name}' "
+                      f"({type(e).__name__}); install scikit-image==0.26.0, whose wheel ships it") from None
+    image = np.asarray(image[index] if index is not None else image)
+    out.append((name, np.ascontiguousarray(image[..., :3], dtype=np.uint8)))
+  return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def load_photo_split(split: str, num_crops: int, image_size: int, seed: int = 0) -> ImageSplit:
+  """`num_crops` square random crops of the scikit-image colour photographs, resized to `image_size`: the offline
+  colour data for colorization.
+
+  Each crop's side is drawn log-uniformly between `PHOTO_CROP_SIDE` of its photo's shorter side (objects appear at
+  several sizes; tiny crops are upsampled, large ones shrunk with an antialiasing filter). Photos take turns, so
+  every photo gives the same number of crops. 'train' crops lie in the top 80% of every photo's rows and 'test'
+  crops in the bottom 20%, so held-out crops share no pixel with training crops. The label is the photo's index
+  (class names are the photos' names). The same arguments give the same crops; different seeds, different crops.
+
+  Returns:
+    ImageSplit of (num_crops, image_size, image_size, 3) uint8 RGB, read-only (cached).
+  """
+  from PIL import Image  # lazy; Pillow comes with scikit-image and matplotlib
+
+  if split not in PHOTO_SPLITS:
+    raise DataError(f"data.name='{PHOTOS_NAME}' has splits {', '.join(PHOTO_SPLITS)}, not '{split}'")
+  if num_crops < 1 or image_size < 1:
+    raise DataError(f"data.name='{PHOTOS_NAME}': need num_crops >= 1 and image_size >= 1, got {num_crops}, "
+                    f"{image_size}")
+  photos = skimage_photos()
+  top, bottom = PHOTO_SPLITS[split]
+  rng = np.random.default_rng([seed, list(PHOTO_SPLITS).index(split)])
+  labels = np.arange(num_crops, dtype=np.int32) % len(photos)
+  images = np.empty((num_crops, image_size, image_size, 3), np.uint8)
+  pil = [Image.fromarray(p) for _, p in photos]
+  lo, hi = (math.log(f) for f in PHOTO_CROP_SIDE)
+  for i, label in enumerate(labels):
+    h, w, _ = photos[label][1].shape
+    y0, y1 = round(top * h), round(bottom * h)
+    side = min(math.exp(rng.uniform(lo, hi)) * min(h, w), y1 - y0, w)
+    y = y0 + rng.uniform(0, y1 - y0 - side)
+    x = rng.uniform(0, w - side)
+    crop = pil[label].resize((image_size, image_size), Image.Resampling.BICUBIC, box=(x, y, x + side, y + side),
+                              reducing_gap=3.0)
+    images[i] = np.asarray(crop)
+  images.flags.writeable = False  # shared through the cache
+  return ImageSplit(images, labels, tuple(name for name, _ in photos))
+
+
 def load_split(data_config, split: str, limit: int = 0) -> ImageSplit:
-  """The split named by the config, from IDX files when `data.path` is set, else from tfds."""
+  """The split named by the config: crops of the scikit-image photos when `data.name='skimage_photos'` (`limit`
+  crops, or `PHOTO_CROPS[split]` when 0), from IDX files when `data.path` is set, else from tfds."""
+  if data_config.name == PHOTOS_NAME:
+    return load_photo_split(split, limit or PHOTO_CROPS.get(split, 1), int(getattr(data_config, "image_size", 32)))
   if data_config.path:
     out = load_idx_split(data_config.path, split, data_config.name)
   else:

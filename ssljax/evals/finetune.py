@@ -2,8 +2,9 @@
 
 The protocol of BERT's GLUE runs (and of MAE's): AdamW, linear warm-up then linear decay to zero, dropout
 on, the whole network updated. The same loop serves every modality: a method gives the classifier's
-`apply(params, batch, *, train, rng) -> logits` and its initial params (pre-trained encoder + fresh head, or
-all fresh for the from-scratch baseline). `prepare(batch)` may reshape a host batch first, e.g. to cut
+`apply(params, state, batch, *, train, rng) -> (logits, new_state)` and its initial params (pre-trained encoder +
+fresh head, or all fresh for the from-scratch baseline); `state` holds what is not trained by gradient
+(BatchNorm statistics; {} for a Transformer). Augmentation, if any, belongs in `apply` under `train`. `prepare(batch)` may reshape a host batch first, e.g. to cut
 padding to a length bucket, so that short inputs do not pay for the longest one.
 """
 
@@ -32,27 +33,28 @@ def _functions(apply: Callable, weight_decay: float):
   decay_mask = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
   tx = optax.adamw(1.0, weight_decay=weight_decay, mask=decay_mask)  # updates are scaled by the rate below
 
-  def loss_fn(p, batch, labels, rng):
-    logits = apply(p, batch, train=True, rng=rng)
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+  def loss_fn(p, state, batch, labels, rng):
+    logits, state = apply(p, state, batch, train=True, rng=rng)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+    return loss, state
 
   @jax.jit
-  def step(p, opt_state, batch, labels, rng, learning_rate):
-    loss, grads = jax.value_and_grad(loss_fn)(p, batch, labels, rng)
+  def step(p, state, opt_state, batch, labels, rng, learning_rate):
+    (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, state, batch, labels, rng)
     updates, opt_state = tx.update(grads, opt_state, p)
     updates = jax.tree.map(lambda u: learning_rate * u, updates)
-    return optax.apply_updates(p, updates), opt_state, loss
+    return optax.apply_updates(p, updates), state, opt_state, loss
 
   @jax.jit
-  def predict(p, batch):
-    return jnp.argmax(apply(p, batch, train=False, rng=None), -1)
+  def predict(p, state, batch):
+    return jnp.argmax(apply(p, state, batch, train=False, rng=None)[0], -1)
 
   return tx, step, predict
 
 
 def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray, test_x: dict,
-                  test_y: np.ndarray, steps: int, batch_size: int, learning_rate: float, weight_decay: float = 0.01,
-                  warmup_fraction: float = 0.1, seed: int = 0, mesh=None,
+                  test_y: np.ndarray, steps: int, batch_size: int, learning_rate: float, state: dict | None = None,
+                  weight_decay: float = 0.01, warmup_fraction: float = 0.1, seed: int = 0, mesh=None,
                   prepare: Callable[[dict], dict] = lambda b: b) -> dict:
   """Trains `params` for `steps` steps on (train_x, train_y) and returns test top-1 and the final train loss.
 
@@ -70,7 +72,7 @@ def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray
                                      (steps - np.arange(steps)) / max(steps - warmup, 1)).astype(np.float32)
   tx, step, predict = _functions(apply, float(weight_decay))
 
-  params = jax.device_put(params, repl)
+  params, state = jax.device_put((params, state or {}), repl)
   opt_state = jax.device_put(tx.init(params), repl)
   rng, order, n = np.random.default_rng(seed), np.zeros(0, np.int64), len(train_y)
   key = jax.random.PRNGKey(seed)
@@ -80,7 +82,7 @@ def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray
       order = np.concatenate([order, rng.permutation(n)])
     idx, order = order[:batch_size], order[batch_size:]
     batch = jax.device_put(prepare({k: v[idx] for k, v in train_x.items()}), rows)
-    params, opt_state, loss = step(params, opt_state, batch, jax.device_put(train_y[idx], rows),
+    params, state, opt_state, loss = step(params, state, opt_state, batch, jax.device_put(train_y[idx], rows),
                                    jax.random.fold_in(key, i), rates[i])
   correct = 0
   for start in range(0, len(test_y), batch_size):
@@ -88,6 +90,6 @@ def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray
     valid = idx < len(test_y)
     idx = np.where(valid, idx, 0)
     batch = jax.device_put(prepare({k: v[idx] for k, v in test_x.items()}), rows)
-    pred = np.asarray(jax.device_get(predict(params, batch)))
+    pred = np.asarray(jax.device_get(predict(params, state, batch)))
     correct += int(np.sum((pred == test_y[idx]) & valid))
   return {"top1": correct / len(test_y), "final_train_loss": float(loss)}

@@ -1,4 +1,5 @@
-"""Figures for inspecting learned representations: t-SNE maps and nearest-neighbour grids.
+"""Figures for inspecting learned representations: t-SNE maps, nearest-neighbour grids, and side-by-side image
+columns (original / input / output of reconstruction, inpainting and colorization models).
 
 Each function saves a PNG and returns `(path, image)`, where `image` is the saved PNG read back as
 an (H, W, 4) uint8 array, ready for a TensorBoard image summary.
@@ -19,7 +20,7 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-__all__ = ["neighbors_plot", "perplexity_by_source", "tsne_plot"]
+__all__ = ["neighbors_plot", "perplexity_by_source", "side_by_side", "tsne_plot"]
 
 _MAX_LEGEND_CLASSES = 20  # beyond this a legend hides the plot and no colour map separates them
 
@@ -27,10 +28,15 @@ _MAX_LEGEND_CLASSES = 20  # beyond this a legend hides the plot and no colour ma
 def _save(fig: plt.Figure, path) -> tuple[str, np.ndarray]:
   path = os.fspath(path)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  # Written beside, then renamed: an interrupted run leaves no half-written PNG under the real name.
+  partial = f"{path}.partial.png"
   try:
-    fig.savefig(path, dpi=100, bbox_inches="tight", facecolor="white")
+    fig.savefig(partial, dpi=100, bbox_inches="tight", facecolor="white")
+    os.replace(partial, path)
   finally:
     plt.close(fig)
+    if os.path.exists(partial):
+      os.remove(partial)
   # Read the file back so the returned array is exactly what was written.
   image = plt.imread(path)
   return path, np.round(image * 255).astype(np.uint8)
@@ -106,6 +112,33 @@ def _show(ax: plt.Axes, image: np.ndarray, border: str | None) -> None:
     if border is not None:
       spine.set_color(border)
       spine.set_linewidth(3)
+
+
+def side_by_side(columns: dict, path, *, title: str = "") -> tuple[str, np.ndarray]:
+  """One row per example, one column per named image set, e.g. {'original': x, 'masked': m, 'reconstruction': r}.
+
+  Args:
+    columns: name -> (N, H, W, C) images, uint8 [0, 255] or float [0, 1], the same N for every name.
+    path: where to write the PNG.
+    title: figure title.
+
+  Returns:
+    (path, (H, W, 4) uint8 image of the saved PNG).
+  """
+  names = list(columns)
+  sets = [_to_display(columns[name]) for name in names]
+  rows = {len(images) for images in sets}
+  if not names or len(rows) != 1:
+    raise ValueError(f"every column needs the same number of images, got {dict(zip(names, map(len, sets)))}")
+  n = rows.pop()
+  fig, axes = plt.subplots(n, len(names), figsize=(1.6 * len(names), 1.6 * n), squeeze=False)
+  for col, (name, images) in enumerate(zip(names, sets)):
+    axes[0, col].set_title(name, fontsize=9)
+    for row in range(n):
+      _show(axes[row, col], images[row], None)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  return _save(fig, path)
 
 
 def neighbors_plot(query_images, neighbor_images_by_name: dict, path, *, title: str = "",

@@ -1,20 +1,28 @@
 """The image eval suite a run ends with: kNN and linear probes at label fractions, for the trained encoder and
-for the baselines the config names (raw pixels, the same architecture at its random init), plus pictures.
+for the baselines the config names (raw pixels, the same architecture at its random init), fine-tuning of the
+whole encoder with a new head at the same label fractions (when `evals.finetune`), plus pictures.
 
-Every encoder is read out the same way (`method.embed`), so the lift over the baselines is the lift of training.
+Every encoder is read out the same way (`method.embed`), and fine-tuned with the same steps, so the lift over
+the baselines is the lift of pre-training.
+
+The probes and fine-tuning train on the run's training data and test on its `data.eval_split`, unless the config
+has an `evals.data` section (the keys of `data`) with a non-empty name: then both come from that dataset. A method
+that trains on unlabelled colour photos (colorization) is evaluated on Fashion-MNIST that way.
 """
 
 from __future__ import annotations
 
 import os
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ssljax import sharding
 from ssljax.config import ConfigError
 from ssljax.data import images as image_data
-from ssljax.evals import knn, linear, plots
+from ssljax.evals import finetune, knn, linear, plots
 
 
 def embed_split(method, params, method_state, split, config, mesh) -> np.ndarray:
@@ -46,10 +54,20 @@ def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config) 
   return out
 
 
+def eval_data(config, train_data) -> tuple[image_data.ImageSplit, image_data.ImageSplit]:
+  """(labelled training split, test split) of the suite: `evals.data`'s when it names a dataset, else the run's
+  training data and its `data.eval_split`."""
+  d = config.evals.get("data")
+  if d is not None and d.get("name"):
+    return (image_data.load_split(d, d.train_split, d.max_train_examples),
+            image_data.load_split(d, d.eval_split, d.max_eval_examples))
+  return train_data, image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
+
+
 def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_data, initial_state=None,
              writer=None, step: int = 0) -> dict:
   """Runs the suite; `initial_state()` gives the run's state at step 0 (for the random-init baseline)."""
-  eval_split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
+  train_data, eval_split = eval_data(config, train_data)
   num_classes = max(train_data.num_classes, eval_split.num_classes)
   features = {"": (embed_split(method, params, method_state, train_data, config, mesh),
                    embed_split(method, params, method_state, eval_split, config, mesh))}
@@ -67,6 +85,13 @@ def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_
       raise ConfigError(f"evals.baselines: unknown baseline '{baseline}' (known: raw_pixels, random_init)")
 
   results = {}
+  if config.evals.get("finetune", False):
+    starts = {"": (params, method_state)}
+    if "random_init" in config.evals.baselines:
+      start = initial_state()
+      starts["baseline/random_init/"] = (start.params, start.method_state)
+    results.update(finetune_scores(config, method=method, starts=starts, train_split=train_data,
+                                   eval_split=eval_split, num_classes=num_classes, mesh=mesh))
   for prefix, (train_x, test_x) in features.items():
     scores = probe_scores(train_x, train_data.labels, test_x, eval_split.labels, num_classes=num_classes,
                           config=config)
@@ -75,6 +100,53 @@ def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_
 
   if config.evals.plots and jax.process_index() == 0:
     _pictures(config, workdir, features, train_data, eval_split, writer, step)
+  return results
+
+
+class EncoderClassifier(nn.Module):
+  """A vision method's encoder with a new linear head on its global feature (`pre_logits`)."""
+  encoder: nn.Module
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    _, aux = self.encoder(x, train=train)
+    return nn.Dense(self.num_classes, name="head")(aux["pre_logits"].astype(jnp.float32))
+
+
+def finetune_scores(config, *, method, starts: dict, train_split, eval_split, num_classes: int, mesh) -> dict:
+  """Fine-tunes the encoder of each start (prefix -> (params, method_state)) with a fresh head on each label
+  fraction; every start gets the same steps, rate and batches. Returns {prefix + 'finetune.../top1': ...}."""
+  e = config.evals
+  classifier = EncoderClassifier(method.build_encoder(config), num_classes)
+
+  def apply(p, state, batch, *, train, rng):
+    x = method.finetune_view(batch["image"], rng, config) if train else method.eval_view(batch["image"], config)
+    if not train or not state:
+      return classifier.apply({"params": p, **state}, x, train=train), state
+    return classifier.apply({"params": p, **state}, x, train=True, mutable=list(state))
+
+  example = method.eval_view(train_split.images[:2], config)
+  fresh = classifier.init(jax.random.PRNGKey(config.seed + 11), example, train=False)
+  results = {}
+  for fraction in e.label_fractions:
+    idx = linear.label_fraction_indices(train_split.labels, fraction, seed=config.seed)
+    name = finetune.fraction_name(fraction)
+    steps = int(np.clip(e.finetune_epochs * len(idx) / e.finetune_batch_size, e.finetune_min_steps,
+                        e.finetune_max_steps))
+    for prefix, (params, method_state) in starts.items():
+      # The pre-trained (or initial) encoder, its BatchNorm statistics if it has any, and a fresh head.
+      p = {"encoder": params["encoder"], "head": fresh["params"]["head"]}
+      state = {}
+      if "batch_stats" in fresh:
+        state = {"batch_stats": {"encoder": method_state["batch_stats"]["encoder"]}}
+      out = finetune.finetune_top1(params=p, state=state, apply=apply, train_x={"image": train_split.images[idx]},
+                                   train_y=train_split.labels[idx], test_x={"image": eval_split.images},
+                                   test_y=eval_split.labels, steps=steps, batch_size=e.finetune_batch_size,
+                                   learning_rate=e.finetune_learning_rate, seed=config.seed, mesh=mesh)
+      results[f"{prefix}{name}/top1"] = out["top1"]
+      print(f"eval {prefix or 'trained/'}{name}: top1 {out['top1']:.4f} ({len(idx)} labels, {steps} steps)",
+            flush=True)
   return results
 
 

@@ -5,7 +5,8 @@ on, the tokenizer included); at most `evals.finetune_per_class` (train) and `eva
 (test) paragraphs of at least `evals.finetune_min_tokens` tokens per source, so the classes are balanced
 and a heading or a verse number is not a question. Three classifiers answer it at each label fraction:
 the pre-trained encoder fine-tuned, the same architecture trained from its random init with the same steps,
-and a bag-of-words (tf-idf of WordPiece ids) logistic regression.
+and a bag-of-words (tf-idf of WordPiece ids) logistic regression. All three read the same tokens: a paragraph
+longer than the encoder's input is cut to it for the bag of words too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ BUCKETS = (16, 32, 64, 128, 256, 512)
 def classification_rows(docs: lm.TokenizedDocs, *, per_class: int, min_tokens: int, max_len: int,
                         seed: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
   """Balanced paragraphs as rows [CLS] paragraph [SEP] [PAD]... (truncated to max_len), their source labels,
-  and the paragraphs' ids (for the bag of words)."""
+  and the ids each row holds (for the bag of words, which must see the same text as the encoder)."""
   rng = np.random.default_rng(seed)
   lengths = np.diff(docs.offsets)
   chosen = []
@@ -34,9 +35,8 @@ def classification_rows(docs: lm.TokenizedDocs, *, per_class: int, min_tokens: i
   rows = np.full((len(chosen), max_len), wordpiece.PAD_ID, np.int32)
   paragraphs = []
   for r, i in enumerate(chosen):
-    p = docs.paragraph(i)
-    paragraphs.append(p)
-    body = p[:max_len - 2]
+    body = docs.paragraph(i)[:max_len - 2]
+    paragraphs.append(body)
     rows[r, :len(body) + 2] = np.concatenate([[wordpiece.CLS_ID], body, [wordpiece.SEP_ID]])
   return rows, docs.source[chosen].astype(np.int32), paragraphs
 
@@ -81,10 +81,10 @@ def evaluate(config, *, workdir: str, mesh, params, corpus: lm.TokenizedCorpus, 
         flush=True)
   classifier = BertClassifier(num_classes, build_encoder(config, vocab), dropout=config.bert.dropout)
 
-  def apply(p, batch, *, train, rng):
+  def apply(p, state, batch, *, train, rng):
     logits, _ = classifier.apply({"params": p}, batch["tokens"], None, batch["tokens"] != wordpiece.PAD_ID,
                                  train=train, rngs={"dropout": rng} if train else {})
-    return logits
+    return logits, state
 
   fresh = classifier.init(jax.random.PRNGKey(config.seed + 11), train_x[:2], train=False)["params"]
   starts = {"": dict(fresh, encoder=params["encoder"]), "baseline/scratch/": fresh}

@@ -28,6 +28,12 @@ METHODS = {
     "word2vec": "ssljax.methods.word2vec",
     "nnlm": "ssljax.methods.nnlm",
     "bert": "ssljax.methods.bert",
+    "rotation": "ssljax.methods.rotation",
+    "inpainting": "ssljax.methods.inpainting",
+    "jigsaw": "ssljax.methods.jigsaw",
+    "relative_position": "ssljax.methods.relative_position",
+    "colorization": "ssljax.methods.colorization",
+    "mae": "ssljax.methods.mae",
 }
 
 

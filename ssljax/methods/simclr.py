@@ -12,9 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from ssljax import augment, losses
-from ssljax.config import ConfigError
-from ssljax.data import images as image_data
-from ssljax.models import ENCODERS, get_encoder
+from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate, load_train_data,  # noqa: F401
+                                   normalize)
 from ssljax.models.heads import ProjectionHead
 
 
@@ -29,27 +28,9 @@ class SimCLRModel(nn.Module):
 
 
 def build_model(config) -> SimCLRModel:
-  if config.model.encoder not in ENCODERS:
-    raise ConfigError(f"model.encoder='{config.model.encoder}' is not one of {', '.join(sorted(ENCODERS))}")
-  dtype = jnp.dtype(config.model.dtype)
-  encoder = get_encoder(config.model.encoder, dtype=dtype, **config.model.encoder_kwargs)
   head = ProjectionHead(hidden_dim=config.model.proj_hidden_dim, out_dim=config.model.proj_out_dim,
-                        num_layers=config.model.proj_layers, dtype=dtype)
-  return SimCLRModel(encoder=encoder, head=head)
-
-
-def normalize(images: jax.Array) -> jax.Array:
-  """[0, 1] floats -> zero-centred inputs; BatchNorm after the stem takes care of the rest of the scale."""
-  return (images - 0.5) / 0.25
-
-
-def eval_view(images: jax.Array, config) -> jax.Array:
-  """The deterministic view the evals embed: the whole image, resized to the training size."""
-  size = (config.data.image_size, config.data.image_size)
-  images = images.astype(jnp.float32) / 255.0
-  if images.shape[1:3] != size:
-    images = jax.vmap(lambda im: augment.center_crop_resize(im, size=size))(images)
-  return normalize(images)
+                        num_layers=config.model.proj_layers, dtype=jnp.dtype(config.model.dtype))
+  return SimCLRModel(encoder=build_encoder(config), head=head)
 
 
 def train_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.Array]:
@@ -61,11 +42,6 @@ def train_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, j
   v1 = augment.augment_batch(images, k1, augment.simclr_augment, **kwargs)
   v2 = augment.augment_batch(images, k2, augment.simclr_augment, **kwargs)
   return normalize(v1), normalize(v2)
-
-
-def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSplit:
-  del workdir
-  return image_data.load_split(config.data, config.data.train_split, config.data.max_train_examples)
 
 
 def init(config, rng, example_batch, *, data=None):
@@ -85,12 +61,4 @@ def loss_fn(params, state, batch, rng, config):
 
 
 def embed(params, state, batch, config):
-  _, aux = build_model(config).apply({"params": params, **state}, eval_view(batch["image"], config), train=False)
-  return aux[config.model.readout].astype(jnp.float32)
-
-
-def evaluate(config, **kwargs) -> dict:
-  """kNN and linear probes at label fractions, against raw pixels and the random-init encoder."""
-  from ssljax.evals import suite  # lazy: matplotlib and sklearn
-
-  return suite.evaluate(config, **kwargs)
+  return encoder_features(params, state, batch["image"], config)

@@ -17,8 +17,8 @@ class _MLP(nn.Module):
 _model = _MLP()
 
 
-def _apply(params, batch, *, train, rng):
-  return _model.apply({"params": params}, batch["x"], train=train, rngs={"dropout": rng} if train else {})
+def _apply(params, state, batch, *, train, rng):
+  return _model.apply({"params": params}, batch["x"], train=train, rngs={"dropout": rng} if train else {}), state
 
 
 def _blobs(n, seed):
@@ -35,7 +35,7 @@ def test_finetuning_learns_and_is_reproducible():
   run = lambda steps, seed: finetune.finetune_top1(params=params, apply=_apply, train_x={"x": x}, train_y=y,
                                                    test_x={"x": tx}, test_y=ty, steps=steps, batch_size=32,
                                                    learning_rate=1e-2, seed=seed)
-  untrained = np.mean(np.argmax(np.asarray(_apply(params, {"x": tx}, train=False, rng=None)), -1) == ty)
+  untrained = np.mean(np.argmax(np.asarray(_apply(params, {}, {"x": tx}, train=False, rng=None)[0]), -1) == ty)
   trained = run(200, 0)
   assert trained["top1"] > 0.95 > untrained + 0.2
   assert run(200, 0) == trained  # same seed, same result (and the compiled step is reused)

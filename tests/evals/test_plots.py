@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from ssljax.evals.plots import neighbors_plot, perplexity_by_source, tsne_plot
+from ssljax.evals.plots import neighbors_plot, perplexity_by_source, side_by_side, tsne_plot
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -58,3 +58,15 @@ def test_perplexity_by_source_writes_png(tmp_path):
   values = {"ours": {"a": 72.7, "b": 145.5, "c": 41.0}, "Kneser-Ney 5-gram": {"a": 102.2, "b": 165.7, "c": 51.9}}
   path, image = perplexity_by_source(values, tmp_path / "ppl.png", title="validation perplexity")
   _check_png(path, image)
+
+
+def test_side_by_side_writes_one_column_per_set_and_nothing_partial(tmp_path):
+  rng = np.random.default_rng(2)
+  original = rng.random((4, 12, 12, 3)).astype(np.float32)
+  path, image = side_by_side({"original": original, "masked": original * 0.5,
+                              "output": (original * 255).astype(np.uint8)}, tmp_path / "recon.png", title="MAE")
+  _check_png(path, image)
+  assert image.shape[0] > image.shape[1]  # four rows, three columns
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["recon.png"]
+  with pytest.raises(ValueError, match="same number of images"):
+    side_by_side({"a": original, "b": original[:2]}, tmp_path / "bad.png")

@@ -1,0 +1,76 @@
+"""Colorization (Zhang et al. 2016) and split-brain autoencoders (Zhang et al. 2017): predict ab from L in Lab space
+(and, split-brain, L from ab); the representation is the encoder's (both halves', concatenated).
+
+Presets (`--config configs/colorization.py:PRESET`; shared defaults in configs/vision_base.py):
+  cpu      SmallCNN on 28x28 random crops of the nine colour photographs inside the scikit-image wheel (offline),
+           evaluated on Fashion-MNIST (grayscale: the encoder reads L) through `evals.data`.
+           python launch/run.py --config configs/colorization.py:cpu --workdir workdirs/colorization_cpu
+           python launch/run.py --config configs/colorization.py:cpu --workdir workdirs/split_brain_cpu \\
+               --config.colorization.mode=split_brain
+           MEASURED_BELOW
+  tiny     a few steps on a few hundred photo crops, evaluated on a slice of Fashion-MNIST, for tests.
+  cifar10  ResNet-18 on tfds cifar10 (colour), trained and evaluated there.
+  imagenet ResNet-50 on tfds imagenet2012, trained and evaluated there, bfloat16.
+
+Mode: --config.colorization.mode=colorize|split_brain. Loss: --config.colorization.loss=classification|regression.
+"""
+
+import ml_collections
+import vision_base
+
+
+def get_config(arg=None):
+  preset = arg or "cpu"
+  c = vision_base.base("colorization", preset)
+  c.colorization = ml_collections.ConfigDict()
+  c.colorization.mode = "colorize"  # colorize (L -> ab) | split_brain (L -> ab and ab -> L, features concatenated)
+  c.colorization.loss = "classification"  # classification over ab bins (and L bins) | regression (L2)
+  c.colorization.ab_bin_size = 10.0  # side of the ab bins (ssljax.color.ab_grid: 262 in-gamut bins at 10)
+  c.colorization.neighbours = 5  # soft encoding: nearest bins sharing a target's mass (the paper: 5)
+  c.colorization.sigma = 5.0  # soft encoding: Gaussian width in ab units (the paper: 5)
+  c.colorization.l_bins = 20  # split-brain, classification: equal bins of L in [0, 100]
+  c.colorization.split_width = 0.5  # split-brain: each half's share of model.encoder's channels
+  c.colorization.input_jitter = 0.0  # random gamma/contrast of the L input (saturation of ab): exp(U(-s, s))
+  c.colorization.head_widths = ()  # decoder: 3x3 conv-BN-ReLU layers at the feature map's resolution, first
+  c.colorization.decoder_widths = (32,)  # one 2x upsampling + conv-BN-ReLU each; prediction at feature map x 2^k
+  c.colorization.conv_impl = "patches"  # decoder convolutions: patches (fast on CPU) | xla
+  c.colorization.annealed_temperature = 0.38  # pictures: the paper's annealed mean
+  c.colorization.eval_examples = 1024  # held-out colour images for colorization/*_rmse; 0: none (no pictures)
+  c.colorization.plot_examples = 8  # of those, shown in workdir/colorizations.png
+
+  # Where the suite's probes and fine-tuning read labelled images; empty name: the training data's own splits.
+  c.evals.data = ml_collections.ConfigDict()
+  c.evals.data.name = ""
+  c.evals.data.path = ""
+  c.evals.data.train_split = "train"
+  c.evals.data.eval_split = "test"
+  c.evals.data.image_size = c.data.image_size
+  c.evals.data.max_train_examples = 0
+  c.evals.data.max_eval_examples = 0
+
+  if preset in ("cpu", "tiny"):
+    # Train on colour photo crops; evaluate on the Fashion-MNIST that vision_base's cpu preset trains on.
+    c.evals.data.update(c.data.to_dict())
+    c.data.name = "skimage_photos"
+    c.data.path = ""
+    c.data.max_train_examples = 8192  # crops
+    c.data.max_eval_examples = 1024
+    if preset == "cpu":
+      c.epochs = 0
+      c.total_steps = 600
+    else:
+      c.data.max_train_examples = 256
+      c.data.max_eval_examples = 64
+      c.colorization.decoder_widths = (8,)
+      c.colorization.eval_examples = 64
+      c.colorization.plot_examples = 4
+      c.evals.data.max_train_examples = 512
+      c.evals.data.max_eval_examples = 256
+  elif preset == "cifar10":
+    c.colorization.decoder_widths = (128,)  # ResNet-18's 4x4 map -> 8x8 ab
+    c.colorization.conv_impl = "xla"
+  elif preset == "imagenet":
+    c.batch_size = 256
+    c.colorization.decoder_widths = (256, 128, 64)  # ResNet-50's 7x7 map -> 56x56 ab: the paper's stride 4
+    c.colorization.conv_impl = "xla"
+  return c

@@ -1,0 +1,41 @@
+"""Jigsaw puzzles (Noroozi and Favaro 2016): which of a maximal-Hamming set of permutations shuffled 3x3 tiles.
+
+Presets (`--config configs/jigsaw.py:PRESET`; shared defaults in configs/vision_base.py):
+  cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): 28x28 images resized to 48x48, nine
+           12x12 tiles from 16x16 cells (up to 4 pixels of gap and jitter), 100 permutations.
+           python launch/run.py --config configs/jigsaw.py:cpu --workdir workdirs/jigsaw_cpu
+  tiny     a few steps on a slice of Fashion-MNIST, for tests.
+  cifar10  ResNet-18 on 32x32 images resized to 96: 27x27 tiles from 32x32 cells.
+  imagenet ResNet-50 on 225x225 crops: 64x64 tiles from 75x75 cells (the paper's geometry), 1000 permutations.
+
+Overrides: --config.jigsaw.num_permutations=1000 --config.jigsaw.tile_size=10 ...
+"""
+
+import ml_collections
+import vision_base
+
+
+def get_config(arg=None):
+  preset = arg or "cpu"
+  c = vision_base.base("jigsaw", preset)
+  c.jigsaw = ml_collections.ConfigDict()
+  c.jigsaw.num_permutations = 100
+  c.jigsaw.permutation_seed = 0
+  c.jigsaw.image_size = 48  # the image is resized to this before it is cut: a multiple of 3
+  c.jigsaw.tile_size = 12  # at most image_size / 3; the rest of each cell is gap and jitter
+  c.jigsaw.hidden = 512
+  c.augment.crop_scale = (0.6, 1.0)
+  if preset == "tiny":
+    c.jigsaw.num_permutations = 10
+    c.jigsaw.image_size = 24
+    c.jigsaw.tile_size = 7
+    c.jigsaw.hidden = 32
+  elif preset == "cifar10":
+    c.jigsaw.image_size = 96
+    c.jigsaw.tile_size = 27
+  elif preset == "imagenet":
+    c.jigsaw.num_permutations = 1000
+    c.jigsaw.image_size = 225
+    c.jigsaw.tile_size = 64
+    c.jigsaw.hidden = 1024
+  return c

@@ -1,0 +1,37 @@
+"""Relative patch position (Doersch et al. 2015): where, of 8 places, a tile sits around the centre tile.
+
+Presets (`--config configs/relative_position.py:PRESET`; shared defaults in configs/vision_base.py):
+  cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): 28x28 images resized to 48x48, nine
+           12x12 tiles from 16x16 cells (up to 4 pixels of gap and jitter); all 8 pairs of each image.
+           python launch/run.py --config configs/relative_position.py:cpu --workdir workdirs/relpos_cpu
+  tiny     a few steps on a slice of Fashion-MNIST, for tests.
+  cifar10  ResNet-18 on 32x32 images resized to 96: 27x27 tiles from 32x32 cells.
+  imagenet ResNet-50 on 225x225 crops: 64x64 tiles from 75x75 cells.
+
+Overrides: --config.relative_position.tile_size=10 ...
+"""
+
+import ml_collections
+import vision_base
+
+
+def get_config(arg=None):
+  preset = arg or "cpu"
+  c = vision_base.base("relative_position", preset)
+  c.relative_position = ml_collections.ConfigDict()
+  c.relative_position.image_size = 48  # the image is resized to this before it is cut: a multiple of 3
+  c.relative_position.tile_size = 12  # at most image_size / 3; the rest of each cell is gap and jitter
+  c.relative_position.hidden = 512
+  c.augment.crop_scale = (0.6, 1.0)
+  if preset == "tiny":
+    c.relative_position.image_size = 24
+    c.relative_position.tile_size = 7
+    c.relative_position.hidden = 32
+  elif preset == "cifar10":
+    c.relative_position.image_size = 96
+    c.relative_position.tile_size = 27
+  elif preset == "imagenet":
+    c.relative_position.image_size = 225
+    c.relative_position.tile_size = 64
+    c.relative_position.hidden = 1024
+  return c

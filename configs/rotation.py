@@ -1,0 +1,24 @@
+"""Rotation prediction (Gidaris et al. 2018): which of 0/90/180/270 degrees each image was turned by.
+
+Presets (`--config configs/rotation.py:PRESET`; shared defaults in configs/vision_base.py):
+  cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`).
+           python launch/run.py --config configs/rotation.py:cpu --workdir workdirs/rotation_cpu
+  tiny     a few steps on a slice of Fashion-MNIST, for tests.
+  cifar10  ResNet-18, SGD 0.1 with batch 128 x 4 rotations, 100 epochs (the paper's CIFAR setting uses a NIN;
+           ResNet-18 is the common re-implementation).
+  imagenet ResNet-50, batch 256 x 4 rotations, 35 epochs.
+
+Overrides: --config.augment.crop_scale='(0.3, 1.0)' --config.epochs=2 ...
+"""
+
+import vision_base
+
+
+def get_config(arg=None):
+  preset = arg or "cpu"
+  c = vision_base.base("rotation", preset)
+  if preset == "cifar10":
+    c.batch_size = 128  # x 4 rotations
+  elif preset == "imagenet":
+    c.batch_size = 256
+  return c

@@ -1,0 +1,121 @@
+"""Defaults shared by the image pretext-task configs (rotation, relative position, jigsaw, inpainting,
+colorization, MAE): data, encoder, optimizer and the eval suite, per preset. Not a config itself: each method's
+file starts from `base(method, preset)` and says what it changes.
+
+Presets:
+  cpu      Fashion-MNIST from the offline IDX files (`make data`), SmallCNN, AdamW: minutes on a 2-core CPU.
+  tiny     a few steps on a slice of Fashion-MNIST, for tests.
+  cifar10  tfds cifar10, ResNet-18 with the CIFAR stem, one accelerator.
+  imagenet tfds imagenet2012 at 224, ResNet-50, bfloat16, a pod slice.
+"""
+
+import ml_collections
+
+PRESETS = ("cpu", "tiny", "cifar10", "imagenet")
+
+
+def base(method: str, preset: str) -> ml_collections.ConfigDict:
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
+  c = ml_collections.ConfigDict()
+  c.method = method
+  c.seed = 0
+  c.batch_size = 256
+  c.total_steps = 0  # > 0 wins over epochs
+  c.epochs = 100
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 2
+  c.log_every = 50
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "cifar10"  # a tfds name, or the dataset the IDX files in data.path hold
+  c.data.path = ""  # a directory of IDX files (offline); empty: tfds
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.image_size = 32
+  c.data.max_train_examples = 0  # > 0: keep the first N examples of the train split (tests)
+  c.data.max_eval_examples = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.encoder = "resnet18"
+  c.model.encoder_kwargs = ml_collections.ConfigDict({"stem": "cifar"})
+  c.model.dtype = "float32"  # compute dtype; bfloat16 on accelerators
+  c.model.readout = "pre_logits"  # the named feature kNN and linear probes read: pre_logits | pooled_grid
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.crop_scale = (0.5, 1.0)  # the light crop-and-flip most pretext tasks train on
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "sgd"  # lars | sgd | adamw
+  c.optim.learning_rate = 0.1
+  c.optim.lr_scaling = "linear"  # linear | sqrt | none: by batch_size / 256
+  c.optim.weight_decay = 5e-4
+  c.optim.momentum = 0.9
+  c.optim.b2 = 0.999
+  c.optim.warmup_epochs = 1.0
+  c.optim.schedule = "cosine"
+  c.optim.trust_coefficient = 0.001
+  c.optim.grad_clip_norm = 0.0
+
+  c.evals = ml_collections.ConfigDict()
+  c.evals.knn_k = 200
+  c.evals.knn_temperature = 0.1
+  c.evals.label_fractions = (1.0, 0.1, 0.01)
+  c.evals.baselines = ("random_init",)
+  c.evals.plots = True
+  c.evals.batch_size = 1024
+  # Fine-tuning the whole encoder with a new head (ssljax/evals/finetune.py), trained and random-init alike.
+  c.evals.finetune = True
+  c.evals.finetune_batch_size = 256
+  c.evals.finetune_learning_rate = 1e-3  # AdamW, warm-up then linear decay
+  c.evals.finetune_epochs = 30.0
+  c.evals.finetune_min_steps = 100
+  c.evals.finetune_max_steps = 10000
+
+  if preset == "imagenet":
+    c.data.name = "imagenet2012"
+    c.data.image_size = 224
+    c.data.eval_split = "validation"
+    c.model.encoder = "resnet50"
+    c.model.encoder_kwargs = ml_collections.ConfigDict({"stem": "imagenet"})
+    c.model.dtype = "bfloat16"
+    c.batch_size = 1024
+    c.epochs = 35
+    c.evals.knn_k = 20
+  elif preset in ("cpu", "tiny"):
+    c.data.name = "fashion_mnist"
+    c.data.path = "/usr/share/datasets/fashion-mnist"
+    c.data.image_size = 28
+    c.model.encoder = "small_cnn"
+    c.model.encoder_kwargs = ml_collections.ConfigDict({"widths": (16, 32, 64)})
+    c.model.readout = "pooled_grid"
+    c.optim.name = "adamw"
+    c.optim.learning_rate = 2e-3
+    c.optim.lr_scaling = "none"
+    c.optim.weight_decay = 1e-4
+    c.optim.warmup_epochs = 0.05
+    c.batch_size = 128
+    c.epochs = 1
+    c.checkpoint_every = 200
+    c.log_every = 20
+    # A 2-core CPU budget: every label fraction and both starting points get the same few hundred steps.
+    c.evals.finetune_batch_size = 128
+    c.evals.finetune_epochs = 1.0
+    c.evals.finetune_min_steps = 100
+    c.evals.finetune_max_steps = 200
+    if preset == "tiny":
+      c.batch_size = 32
+      c.total_steps = 6
+      c.checkpoint_every = 2
+      c.log_every = 1
+      c.data.max_train_examples = 512
+      c.data.max_eval_examples = 256
+      c.model.encoder_kwargs.widths = (8, 16)
+      c.optim.warmup_epochs = 0.0
+      c.evals.knn_k = 20
+      c.evals.label_fractions = (1.0, 0.1)
+      c.evals.plots = False
+      c.evals.finetune_batch_size = 32
+      c.evals.finetune_min_steps = 3
+      c.evals.finetune_max_steps = 3
+  return c

@@ -1,0 +1,451 @@
+"""Context Encoders (Pathak, Krähenbühl, Donahue, Darrell and Efros, CVPR 2016, arXiv:1604.07379): an
+encoder-decoder fills in a missing region of an image from its context. Filling a hole plausibly needs what the
+object is and how its parts are laid out, so the encoder learns them; the representation is the encoder's.
+
+The hole (`inpainting.mask`) is drawn on device inside the train step, one key per image of the global batch:
+  center   the central square, `coverage` of the area (a quarter: half the side);
+  blocks   random squares of side `block_size` x the image side, added until they cover about `coverage`;
+  regions  the paper's random regions: a coarse uniform noise field, upsampled (bicubic) and thresholded at its
+           `coverage` quantile, so smooth random shapes cover `coverage` of every image.
+The hole is filled with 0 in normalized pixels (the mid grey) before the encoder; the decoder maps the encoder's
+feature map back to the image, and the loss is the L2 error on the hole only. With
+`inpainting.adversarial_weight` w > 0 a small discriminator judges the filled-in image, and one optimizer step
+trains both sides (simultaneous gradient descent):
+
+  loss = (1 - w) L_rec(G) + w L_adv(G; stop_gradient(D)) + L_D(D; stop_gradient(G's output))
+
+so the generator's gradient comes only from its own terms and the discriminator's only from its classification
+loss (the paper: w = 0.001, reconstruction 0.999).
+
+The model keeps the encoder under `params['encoder']` and its BatchNorm statistics under
+`state['batch_stats']['encoder']`, so the evals fine-tune and probe that encoder on whole, unmasked images.
+`evaluate` adds to the vision suite the hole MSE on test images against filling the hole with the mean of its
+context (`inpainting/recon_mse`, `inpainting/context_mean_mse`) and `inpaintings.png` (test images, their masked
+inputs and the inpainted result).
+
+  python launch/run.py --config configs/inpainting.py:cpu --workdir workdirs/inpainting_cpu
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssljax import augment
+from ssljax.config import ConfigError
+from ssljax.methods import vision
+from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, finetune_view,  # noqa: F401
+                                   load_train_data, normalize)
+from ssljax.models.cnn import PatchConv, conv_kernel_init
+
+MASKS = ("center", "blocks", "regions")
+FILL_VALUE = 0.0  # normalized pixels: what the encoder sees in the hole
+
+
+# ------------------------------------------------------------------------------------------------------ masks
+
+def _check_mask(kind: str, image_size: int, coverage: float, block_size: float, region_grid: int) -> None:
+  """ConfigError (a ValueError) naming the config key when a mask cannot be drawn on `image_size` images."""
+  if kind not in MASKS:
+    raise ConfigError(f"inpainting.mask='{kind}' is not one of {', '.join(MASKS)}")
+  if not 0.0 < coverage <= 0.75:
+    raise ConfigError(f"inpainting.coverage={coverage} must be in (0, 0.75]: the hole needs context around it")
+  if kind == "center":
+    side = round(image_size * math.sqrt(coverage))
+    if side < 2 or side > image_size - 2:
+      raise ConfigError(f"data.image_size={image_size} is too small for a center hole covering {coverage:g} of "
+                        f"the image (side {side} px; it needs at least 2 px and a 1-px context border)")
+  elif kind == "blocks":
+    if not 0.0 < block_size <= 0.5:
+      raise ConfigError(f"inpainting.block_size={block_size} must be in (0, 0.5] (a block's side / the image's)")
+    side = round(image_size * block_size)
+    if side < 2:
+      raise ConfigError(f"data.image_size={image_size} is too small for blocks of inpainting.block_size="
+                        f"{block_size:g} x the side ({side} px; a block needs at least 2)")
+  else:
+    if region_grid < 2:
+      raise ConfigError(f"inpainting.region_grid={region_grid} must be at least 2")
+    if image_size < 2 * region_grid:
+      raise ConfigError(f"data.image_size={image_size} is too small for regions upsampled from a {region_grid}x"
+                        f"{region_grid} noise grid (inpainting.region_grid): it needs at least {2 * region_grid} px")
+
+
+def center_mask(image_size: int, *, coverage: float = 0.25) -> jax.Array:
+  """(S, S) float32, 1 in the central square of side round(S * sqrt(coverage)) (half the side for 1/4)."""
+  side = round(image_size * math.sqrt(coverage))
+  start = (image_size - side) // 2
+  inside = (jnp.arange(image_size) >= start) & (jnp.arange(image_size) < start + side)
+  return (inside[:, None] & inside[None, :]).astype(jnp.float32)
+
+
+def _num_candidate_blocks(coverage: float, block_side: int, image_size: int) -> int:
+  # Enough squares that their union nearly always reaches `coverage` despite overlaps; a multiple of 4 so the
+  # 2-per-block threefry draw is a multiple of 8 (XLA:CPU compiles those faster, see augment._draw_count).
+  needed = coverage * image_size**2 / block_side**2
+  return 4 * max(2, math.ceil(3 * needed / 4))
+
+
+def block_mask(key: jax.Array, image_size: int, *, coverage: float = 0.25, block_size: float = 0.25) -> jax.Array:
+  """(S, S) float32: the union of random squares of side round(S * block_size), fully inside the image, taken
+  in drawn order up to the count whose union covers the fraction nearest `coverage`."""
+  side = round(image_size * block_size)
+  k = _num_candidate_blocks(coverage, side, image_size)
+  corners = jax.random.randint(key, (k, 2), 0, image_size - side + 1)
+  pos = jnp.arange(image_size)
+  rows = (pos >= corners[:, :1]) & (pos < corners[:, :1] + side)  # (k, S)
+  cols = (pos >= corners[:, 1:]) & (pos < corners[:, 1:] + side)
+  unions = jax.lax.cummax((rows[:, :, None] & cols[:, None, :]).astype(jnp.float32), axis=0)  # union of 1..j
+  count = jnp.argmin(jnp.abs(unions.mean(axis=(1, 2)) - coverage))
+  return unions[count]
+
+
+def region_mask(key: jax.Array, image_size: int, *, coverage: float = 0.25, region_grid: int = 4) -> jax.Array:
+  """(S, S) float32: the paper's random region. Uniform noise on a (grid x grid) lattice, upsampled bicubically
+  to S x S, is 1 where it falls under its own `coverage` quantile: smooth random shapes, round(coverage * S^2)
+  pixels in every image."""
+  noise = jax.random.uniform(key, (region_grid, region_grid))
+  field = jax.image.resize(noise, (image_size, image_size), method="cubic").reshape(-1)
+  count = max(1, round(coverage * image_size**2))
+  threshold = jnp.sort(field)[count - 1]
+  return (field <= threshold).astype(jnp.float32).reshape(image_size, image_size)
+
+
+def draw_masks(key: jax.Array, num: int, image_size: int, *, kind: str = "regions", coverage: float = 0.25,
+               block_size: float = 0.25, region_grid: int = 4) -> jax.Array:
+  """`num` holes for `image_size` x `image_size` images: (num, S, S) float32, 1 = missing.
+
+  Image i's mask depends only on (key, i): the keys are `jax.random.split(key, num)` over the global batch, as in
+  `augment.augment_batch`, so a batch gets the same holes on one device or many.
+
+  Args:
+    key: one PRNG key for the batch.
+    num: global batch size.
+    image_size: side S of the square images.
+    kind: 'center' | 'blocks' | 'regions' (see the module docstring).
+    coverage: the fraction of the image to remove.
+    block_size: for 'blocks', the side of one square as a fraction of S.
+    region_grid: for 'regions', the side of the noise lattice (smaller: larger blobs).
+
+  >>> masks = draw_masks(jax.random.PRNGKey(0), 8, 28, kind="regions")  # (8, 28, 28), 196 ones each
+  """
+  _check_mask(kind, image_size, coverage, block_size, region_grid)
+  if kind == "center":
+    return jnp.broadcast_to(center_mask(image_size, coverage=coverage), (num, image_size, image_size))
+  keys = jax.random.split(key, num)
+  if kind == "blocks":
+    return jax.vmap(lambda k: block_mask(k, image_size, coverage=coverage, block_size=block_size))(keys)
+  return jax.vmap(lambda k: region_mask(k, image_size, coverage=coverage, region_grid=region_grid))(keys)
+
+
+def masks_for(config, key: jax.Array, num: int) -> jax.Array:
+  """`draw_masks` with the config's `inpainting` section and `data.image_size`."""
+  c = config.inpainting
+  return draw_masks(key, num, config.data.image_size, kind=c.mask, coverage=c.coverage, block_size=c.block_size,
+                    region_grid=c.region_grid)
+
+
+def check_config(config) -> None:
+  c = config.inpainting
+  _check_mask(c.mask, config.data.image_size, c.coverage, c.block_size, c.region_grid)
+  if not 0.0 <= c.adversarial_weight < 1.0:
+    raise ConfigError(f"inpainting.adversarial_weight={c.adversarial_weight} must be in [0, 1)")
+  if c.conv_impl not in ("patches", "xla"):
+    raise ConfigError(f"inpainting.conv_impl='{c.conv_impl}' is not one of patches, xla")
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+
+def masked_l2(predictions: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean squared error over the missing region only: Context Encoders' reconstruction loss.
+
+  The squared error is summed over the masked pixels (and channels) of the whole batch and divided by their
+  number, so what the model predicts outside the hole does not matter and every missing pixel weighs the same
+  whatever the hole sizes.
+
+  Args:
+    predictions: (N, H, W, C).
+    targets: (N, H, W, C), the original pixels.
+    mask: (N, H, W), 1 where the pixel is missing, 0 where it is context.
+
+  Returns:
+    Scalar float32: sum(mask * (predictions - targets)^2) / (sum(mask) * C); 0 for an empty mask.
+
+  >>> masked_l2(jnp.zeros((1, 2, 2, 1)), jnp.ones((1, 2, 2, 1)), jnp.array([[[1., 0.], [0., 0.]]]))  # 1.0
+
+  Reference: Pathak et al., "Context Encoders: Feature Learning by Inpainting", CVPR 2016, eq. 1.
+  """
+  if predictions.shape != targets.shape or predictions.ndim != 4 or mask.shape != predictions.shape[:3]:
+    raise ValueError(f"need (N, H, W, C) predictions and targets and an (N, H, W) mask; got {predictions.shape}, "
+                     f"{targets.shape}, {mask.shape}")
+  mask = mask.astype(jnp.float32)
+  squared = jnp.square(predictions.astype(jnp.float32) - targets.astype(jnp.float32)).sum(-1)
+  return jnp.sum(mask * squared) / (jnp.maximum(jnp.sum(mask), 1.0) * predictions.shape[-1])
+
+
+def context_mean_fill(images: jax.Array, mask: jax.Array) -> jax.Array:
+  """Each image with its hole filled by the per-channel mean of its visible context: the baseline an inpainter
+  has to beat (its `masked_l2` is the `context_mean_mse` metric)."""
+  visible = (1.0 - mask)[..., None]
+  mean = (images * visible).sum(axis=(1, 2), keepdims=True) / jnp.maximum(visible.sum(axis=(1, 2), keepdims=True), 1)
+  return images * visible + mean * mask[..., None]
+
+
+# ----------------------------------------------------------------------------------------------------- models
+
+def _conv(impl: str, features: int, *, kernel: int = 3, strides: int = 1, use_bias: bool = False, dtype: Any,
+          name: str, kernel_init=conv_kernel_init) -> nn.Module:
+  if impl == "patches":
+    return PatchConv(features, kernel, strides, use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, name=name)
+  return nn.Conv(features, (kernel, kernel), (strides, strides), padding="SAME", use_bias=use_bias, dtype=dtype,
+                 kernel_init=kernel_init, name=name)
+
+
+class ContextDecoder(nn.Module):
+  """The encoder's (N, h, w, C) feature map -> (N, S, S, out_channels) pixels.
+
+  First the paper's channel-wise fully-connected layer (every channel's map mixed across all h*w positions, no
+  parameters across channels, so a pixel deep inside the hole can draw on context anywhere) and a 1x1 convolution
+  across channels; then per width a resize (bilinear, sizes growing geometrically from h to S) and a 3x3
+  conv-BN-ReLU; last a 3x3 convolution to the image's channels.
+  """
+  widths: Sequence[int]
+  image_size: int
+  out_channels: int
+  channel_fc: bool = True
+  conv_impl: str = "patches"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                                     name=name)
+    x = jnp.asarray(x, self.dtype)
+    n, h, w, c = x.shape
+    if self.channel_fc:
+      init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=1, out_axis=2, batch_axis=0)
+      kernel = self.param("channel_fc", init, (c, h * w, h * w), jnp.float32)
+      x = jnp.einsum("npc,cpq->nqc", x.reshape(n, h * w, c), kernel.astype(self.dtype)).reshape(n, h, w, c)
+      x = nn.relu(norm("channel_fc_bn")(nn.Dense(c, use_bias=False, dtype=self.dtype, name="channel_mix")(x)))
+    for i, width in enumerate(self.widths):
+      size = round(h * (self.image_size / h) ** ((i + 1) / len(self.widths)))
+      x = jax.image.resize(x, (n, size, size, x.shape[-1]), method="linear")
+      x = nn.relu(norm(f"up{i + 1}_bn")(_conv(self.conv_impl, width, dtype=self.dtype, name=f"up{i + 1}_conv")(x)))
+    if x.shape[1] != self.image_size:  # no widths: straight from the feature map
+      x = jax.image.resize(x, (n, self.image_size, self.image_size, x.shape[-1]), method="linear")
+    # fan-in scaling: the He fan-out init of the hidden convs would start the pixels at a std of several units.
+    return _conv(self.conv_impl, self.out_channels, use_bias=True, dtype=self.dtype, name="to_pixels",
+                 kernel_init=nn.initializers.lecun_normal())(x)
+
+
+class ContextEncoder(nn.Module):
+  """Encoder (the config's, kept under 'encoder') and ContextDecoder (under 'decoder')."""
+  encoder: nn.Module
+  decoder: ContextDecoder
+
+  def __call__(self, x, *, train: bool):
+    _, aux = self.encoder(x, train=train)
+    return self.decoder(aux["feature_map"], train=train).astype(jnp.float32)
+
+
+class Discriminator(nn.Module):
+  """Real or inpainted? Strided 3x3 conv-LeakyReLU stages, a global average and one logit. No BatchNorm: its
+  statistics would mix real and inpainted images."""
+  widths: Sequence[int] = (16, 32)
+  conv_impl: str = "patches"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = jnp.asarray(x, self.dtype)
+    for i, width in enumerate(self.widths):
+      x = nn.leaky_relu(_conv(self.conv_impl, width, strides=2, use_bias=True, dtype=self.dtype,
+                              name=f"conv{i + 1}")(x), 0.2)
+    return nn.Dense(1, dtype=self.dtype, name="logit")(x.mean(axis=(1, 2)))[:, 0].astype(jnp.float32)
+
+
+def build_model(config, channels: int) -> ContextEncoder:
+  c = config.inpainting
+  decoder = ContextDecoder(tuple(c.decoder_widths), config.data.image_size, channels, channel_fc=c.channel_fc,
+                           conv_impl=c.conv_impl, dtype=jnp.dtype(config.model.dtype))
+  return ContextEncoder(build_encoder(config), decoder)
+
+
+def build_discriminator(config) -> Discriminator:
+  c = config.inpainting
+  return Discriminator(tuple(c.discriminator_widths), c.conv_impl, jnp.dtype(config.model.dtype))
+
+
+# ----------------------------------------------------------------------------------------------- the method
+
+def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
+  """The light random crop and flip most pretext tasks train on (the paper trained on random crops)."""
+  size = (config.data.image_size, config.data.image_size)
+  scale = tuple(config.augment.crop_scale)
+
+  def one(image, key):
+    k_crop, k_flip = jax.random.split(key)
+    return augment.horizontal_flip(augment.random_resized_crop(image, k_crop, size=size, scale=scale), k_flip)
+
+  return normalize(augment.augment_batch(images, rng, one))
+
+
+def mask_images(images: jax.Array, masks: jax.Array) -> jax.Array:
+  """Normalized images with the holes set to FILL_VALUE: what the encoder sees."""
+  return images * (1.0 - masks[..., None]) + FILL_VALUE * masks[..., None]
+
+
+def init(config, rng, example_batch, *, data=None):
+  del data
+  check_config(config)
+  x = eval_view(example_batch["image"], config)
+  # The model takes `rng` itself, as every vision method's does: flax derives the encoder's init from it and the
+  # name 'encoder', so the random-init baseline is the same encoder whichever method's run measures it.
+  variables = build_model(config, x.shape[-1]).init(rng, x, train=False)
+  params = dict(variables["params"])
+  if config.inpainting.adversarial_weight > 0:
+    params["discriminator"] = build_discriminator(config).init(jax.random.fold_in(rng, 1), x)["params"]
+  return params, {"batch_stats": variables.get("batch_stats", {})}
+
+
+def loss_terms(params, state, batch, rng, config):
+  """The separate losses of one step, ({name: scalar}, (metrics, new_state)).
+
+  'reconstruction' trains the encoder-decoder; with `adversarial_weight` > 0, 'generator_adversarial' (the
+  discriminator's params under stop_gradient) trains it too, and 'discriminator' (the inpainted images under
+  stop_gradient) trains only the discriminator. `loss_fn` weighs and adds them.
+  """
+  check_config(config)
+  k_view, k_mask = jax.random.split(rng)
+  images = train_view(batch["image"], k_view, config)
+  masks = masks_for(config, k_mask, images.shape[0])
+  generator = {k: v for k, v in params.items() if k != "discriminator"}
+  predictions, updates = build_model(config, images.shape[-1]).apply(
+      {"params": generator, **state}, mask_images(images, masks), train=True, mutable=["batch_stats"])
+  terms = {"reconstruction": masked_l2(predictions, images, masks)}
+  metrics = {"recon_mse": terms["reconstruction"],
+             "context_mean_mse": masked_l2(context_mean_fill(images, masks), images, masks),
+             "mask_fraction": masks.mean()}
+  if config.inpainting.adversarial_weight > 0:
+    discriminator = build_discriminator(config)
+    inpainted = images * (1.0 - masks[..., None]) + predictions * masks[..., None]
+    frozen_d = jax.lax.stop_gradient(params["discriminator"])
+    # Non-saturating generator loss, -log D(G(x)), as DCGAN (which the paper's adversarial setup follows) trains.
+    terms["generator_adversarial"] = jax.nn.softplus(-discriminator.apply({"params": frozen_d}, inpainted)).mean()
+    real = discriminator.apply({"params": params["discriminator"]}, images)
+    fake = discriminator.apply({"params": params["discriminator"]}, jax.lax.stop_gradient(inpainted))
+    terms["discriminator"] = jax.nn.softplus(-real).mean() + jax.nn.softplus(fake).mean()
+    metrics["generator_adversarial"] = terms["generator_adversarial"]
+    metrics["discriminator_loss"] = terms["discriminator"]
+    metrics["discriminator_accuracy"] = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake < 0))
+  return terms, (metrics, {"batch_stats": updates["batch_stats"]})
+
+
+def loss_fn(params, state, batch, rng, config):
+  terms, aux = loss_terms(params, state, batch, rng, config)
+  w = config.inpainting.adversarial_weight
+  if w == 0:
+    return terms["reconstruction"], aux
+  return (1.0 - w) * terms["reconstruction"] + w * terms["generator_adversarial"] + terms["discriminator"], aux
+
+
+def embed(params, state, batch, config):
+  return encoder_features(params, state, batch["image"], config)
+
+
+def inpaint(params, state, images: jax.Array, masks: jax.Array, config) -> dict[str, jax.Array]:
+  """Eval-mode inpainting of whole images (uint8 or [0, 1] floats, at the training size) with the given holes.
+
+  Returns normalized (N, S, S, C) arrays: 'original', 'masked' (the encoder's input), 'prediction' (the decoder's
+  output everywhere) and 'inpainted' (context kept, the hole from the prediction).
+  """
+  original = eval_view(images, config)
+  masked = mask_images(original, masks)
+  variables = {"params": {k: v for k, v in params.items() if k != "discriminator"}, **state}
+  prediction = build_model(config, original.shape[-1]).apply(variables, masked, train=False)
+  return {"original": original, "masked": masked, "prediction": prediction,
+          "inpainted": original * (1.0 - masks[..., None]) + prediction * masks[..., None]}
+
+
+# ------------------------------------------------------------------------------------------------------ evals
+
+def inpaintings_plot(columns: dict[str, np.ndarray], path: str, *, title: str = "") -> tuple[str, np.ndarray]:
+  """A grid with one row per image and one column per entry of `columns` ({name: (N, H, W, C) in [0, 1]}),
+  written atomically to `path` (PNG); returns (path, the PNG read back as (H, W, 4) uint8)."""
+  import matplotlib  # lazy: only evaluation draws
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  names = list(columns)
+  num = len(columns[names[0]])
+  fig, axes = plt.subplots(num, len(names), figsize=(1.1 * len(names), 1.1 * num + (0.4 if title else 0)),
+                           squeeze=False, gridspec_kw=dict(wspace=0.08, hspace=0.08))
+  for j, name in enumerate(names):
+    images = np.clip(np.asarray(columns[name], np.float32), 0.0, 1.0)
+    images = images[..., 0] if images.shape[-1] == 1 else images
+    axes[0, j].set_title(name, fontsize=8)
+    for i in range(num):
+      axes[i, j].imshow(images[i], cmap="gray" if images[i].ndim == 2 else None, vmin=0.0, vmax=1.0,
+                        interpolation="nearest")
+      axes[i, j].set_xticks([])
+      axes[i, j].set_yticks([])
+  if title:
+    fig.suptitle(title, fontsize=10)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", facecolor="white")
+  finally:
+    plt.close(fig)
+  os.replace(tmp, path)  # a reader never sees half a PNG
+  image = plt.imread(path)
+  return path, np.round(image * 255).astype(np.uint8)
+
+
+def test_inpainting(config, workdir, params, method_state, writer=None, step: int = 0) -> dict:
+  """Hole MSE (normalized pixels) of the trained inpainter on up to `inpainting.eval_examples` test images, against
+  filling each hole with the mean of its context, and `workdir/inpaintings.png` (`inpainting.plot_examples` of
+  them: original, masked input, inpainted). The holes are drawn from the run's seed, so runs compare."""
+  from ssljax.data import images as image_data
+
+  c = config.inpainting
+  split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
+  num = min(c.eval_examples, len(split.labels))
+  # On the host: a thousand small images are not worth the mesh, and these params are small.
+  params, method_state = jax.device_get((params, method_state))
+  masks = masks_for(config, jax.random.PRNGKey(config.seed), num)
+  fn = jax.jit(lambda p, s, x, m: inpaint(p, s, x, m, config))
+  chunks = [fn(params, method_state, split.images[i:i + 256], masks[i:i + 256]) for i in range(0, num, 256)]
+  out = {k: np.concatenate([np.asarray(ch[k]) for ch in chunks]) for k in chunks[0]}
+  masks = np.asarray(masks)
+  results = {"inpainting/recon_mse": float(masked_l2(out["inpainted"], out["original"], masks)),
+             "inpainting/context_mean_mse": float(masked_l2(context_mean_fill(out["original"], masks),
+                                                             out["original"], masks))}
+  print(f"eval inpainting: hole MSE {results['inpainting/recon_mse']:.4f}, filled with the context mean "
+        f"{results['inpainting/context_mean_mse']:.4f} ({num} test images, {c.mask} holes)", flush=True)
+  if c.plot_examples > 0:
+    to_pixels = lambda x: x[:c.plot_examples] * 0.25 + 0.5  # inverse of vision.normalize
+    _, image = inpaintings_plot(
+        {"original": to_pixels(out["original"]), "masked input": to_pixels(out["masked"]),
+         "inpainted": to_pixels(out["inpainted"])}, os.path.join(workdir, "inpaintings.png"),
+        title=f"{c.mask} holes, test images\nhole MSE {results['inpainting/recon_mse']:.3f}, context mean "
+              f"{results['inpainting/context_mean_mse']:.3f}")
+    if writer is not None:
+      writer.write_image(step, "inpaintings", image)
+  return results
+
+
+def evaluate(config, *, workdir: str, params, method_state, writer=None, step: int = 0, **kwargs) -> dict:
+  """The vision suite (kNN, linear probe, fine-tuning at label fractions, vs the random-init encoder), then
+  `test_inpainting`: the hole MSE on test images against the context-mean fill, and `workdir/inpaintings.png`."""
+  results = vision.evaluate(config, workdir=workdir, params=params, method_state=method_state, writer=writer,
+                            step=step, **kwargs)
+  if jax.process_index() == 0:
+    results.update(test_inpainting(config, workdir, params, method_state, writer, step))
+  return results

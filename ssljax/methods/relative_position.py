@@ -1,0 +1,91 @@
+"""Relative patch position, or context prediction (Doersch, Gupta and Efros, 2015, arXiv:1505.05192): given the
+centre tile of a 3x3 grid and one of its eight neighbours, each through the same encoder (a siamese pair), say
+where the neighbour sits. Knowing that an ear goes above an eye needs to know ears and eyes.
+
+Gaps and random jitter between the tiles (`augment.grid_tiles`) leave no edge to continue. Every image gives
+all eight pairs: the centre is encoded once and paired with each neighbour, eight examples for nine tile
+encodings (the paper sampled one pair per image).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ssljax import augment
+from ssljax.config import ConfigError
+from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate,  # noqa: F401
+                                   finetune_view, load_train_data, normalize)
+
+GRID = 3
+CENTRE = 4  # row-major index of the middle cell
+NEIGHBOURS = np.array([i for i in range(GRID * GRID) if i != CENTRE])  # label k: the neighbour in cell NEIGHBOURS[k]
+
+
+class PairModel(nn.Module):
+  """Shared encoder on every tile; an MLP on (centre, neighbour) feature pairs says which of 8 positions."""
+  encoder: nn.Module
+  hidden: int = 512
+
+  @nn.compact
+  def __call__(self, tiles, *, train: bool):
+    n, t = tiles.shape[:2]
+    features, aux = self.encoder(tiles.reshape(n * t, *tiles.shape[2:]), train=train)
+    features = features.astype(jnp.float32).reshape(n, t, -1)
+    centre = jnp.broadcast_to(features[:, CENTRE:CENTRE + 1], (n, len(NEIGHBOURS), features.shape[-1]))
+    pairs = jnp.concatenate([centre, features[:, NEIGHBOURS]], axis=-1)
+    x = nn.relu(nn.Dense(self.hidden, name="fc")(pairs))
+    return nn.Dense(len(NEIGHBOURS), name="head")(x), aux  # (N, 8 pairs, 8 positions)
+
+
+def build_model(config) -> PairModel:
+  return PairModel(build_encoder(config), config.relative_position.hidden)
+
+
+def check_config(config) -> None:
+  r = config.relative_position
+  if r.image_size % GRID:
+    raise ConfigError(f"relative_position.image_size={r.image_size} is not divisible by the {GRID}x{GRID} "
+                      "tile grid")
+  if not 0 < r.tile_size <= r.image_size // GRID:
+    raise ConfigError(f"relative_position.tile_size={r.tile_size} must be in [1, {r.image_size // GRID}] (the "
+                      f"cell of a {r.image_size}-pixel grid)")
+
+
+def tile_grid(images: jax.Array, rng: jax.Array, config) -> jax.Array:
+  """(N, H, W, C) images -> the nine jittered tiles of each (N, 9, t, t, C), normalized, in grid order."""
+  r = config.relative_position
+  size = (r.image_size, r.image_size)
+
+  def one(image, key):
+    k_crop, k_flip, k_tiles = jax.random.split(key, 3)
+    image = augment.random_resized_crop(image, k_crop, size=size, scale=tuple(config.augment.crop_scale))
+    return augment.grid_tiles(augment.horizontal_flip(image, k_flip), k_tiles, grid=GRID, tile=r.tile_size)
+
+  images = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
+  return normalize(jax.vmap(one)(images, jax.random.split(rng, images.shape[0])))
+
+
+def init(config, rng, example_batch, *, data=None):
+  del data
+  check_config(config)
+  variables = build_model(config).init(rng, tile_grid(example_batch["image"], jax.random.PRNGKey(0), config),
+                                       train=False)
+  return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
+
+
+def loss_fn(params, state, batch, rng, config):
+  (logits, _), updates = build_model(config).apply({"params": params, **state},
+                                                   tile_grid(batch["image"], rng, config), train=True,
+                                                   mutable=["batch_stats"])
+  labels = jnp.broadcast_to(jnp.arange(len(NEIGHBOURS)), logits.shape[:2])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  metrics = {"position_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+  return loss, (metrics, {"batch_stats": updates["batch_stats"]})
+
+
+def embed(params, state, batch, config):
+  return encoder_features(params, state, batch["image"], config)

@@ -1,0 +1,34 @@
+"""Rotation prediction: the four rotations, learning on real images, and a full run through the eval suite."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+
+import launcher
+from ssljax.methods import rotation
+
+
+def test_every_image_appears_at_all_four_rotations_with_its_label():
+  images = np.random.default_rng(0).random((3, 5, 5, 2)).astype(np.float32)
+  rotated, labels = rotation.rotate_all(jnp.asarray(images))
+  assert rotated.shape == (12, 5, 5, 2)
+  for k in range(4):
+    np.testing.assert_array_equal(np.asarray(rotated[3 * k:3 * (k + 1)]), np.rot90(images, k, axes=(1, 2)))
+    assert (np.asarray(labels[3 * k:3 * (k + 1)]) == k).all()
+
+
+def test_the_step_learns_to_tell_rotations_apart(train_steps):
+  history, _ = train_steps("configs/rotation.py:tiny", 40, batch_size=64, **{"optim.learning_rate": 1e-2})
+  assert np.mean([h["rotation_accuracy"] for h in history[-5:]]) > 0.4  # chance: 0.25
+  assert np.mean([h["loss"] for h in history[-5:]]) < 0.8 * history[0]["loss"]
+
+
+def test_tiny_run_reports_probes_and_finetuning_against_random_init(tmp_path):
+  rc, out, err = launcher.run_cli("configs/rotation.py:tiny", tmp_path)
+  assert rc == 0, err[-2000:]
+  results = json.load(open(os.path.join(tmp_path, "eval.json")))
+  for prefix in ("", "baseline/random_init/"):
+    for name in ("knn/top1", "linear/top1", "linear_10pct/top1", "finetune/top1", "finetune_10pct/top1"):
+      assert 0.0 <= results[prefix + name] <= 1.0, prefix + name
