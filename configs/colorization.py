@@ -30,6 +30,7 @@ def get_config(arg=None):
   c.colorization.sigma = 5.0  # soft encoding: Gaussian width in ab units (the paper: 5)
   c.colorization.l_bins = 20  # split-brain, classification: equal bins of L in [0, 100]
   c.colorization.split_width = 0.5  # split-brain: each half's share of model.encoder's channels
+  c.colorization.standardize_l = False  # L input at zero mean, unit deviation per image (contrast-normalized)
   c.colorization.input_jitter = 0.0  # random gamma/contrast of the L input (saturation of ab): exp(U(-s, s))
   c.colorization.head_widths = ()  # decoder: 3x3 conv-BN-ReLU layers at the feature map's resolution, first
   c.colorization.decoder_widths = (32,)  # one 2x upsampling + conv-BN-ReLU each; prediction at feature map x 2^k
