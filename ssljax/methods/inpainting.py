@@ -37,11 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import augment
 from ssljax.config import ConfigError
 from ssljax.methods import vision
 from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, finetune_view,  # noqa: F401
-                                   load_train_data, normalize)
+                                   load_train_data, normalize, train_view)
 from ssljax.models.cnn import PatchConv, conv_kernel_init
 
 MASKS = ("center", "blocks", "regions")
@@ -282,18 +281,6 @@ def build_discriminator(config) -> Discriminator:
 
 
 # ----------------------------------------------------------------------------------------------- the method
-
-def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
-  """The light random crop and flip most pretext tasks train on (the paper trained on random crops)."""
-  size = (config.data.image_size, config.data.image_size)
-  scale = tuple(config.augment.crop_scale)
-
-  def one(image, key):
-    k_crop, k_flip = jax.random.split(key)
-    return augment.horizontal_flip(augment.random_resized_crop(image, k_crop, size=size, scale=scale), k_flip)
-
-  return normalize(augment.augment_batch(images, rng, one))
-
 
 def mask_images(images: jax.Array, masks: jax.Array) -> jax.Array:
   """Normalized images with the holes set to FILL_VALUE: what the encoder sees."""

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import augment, losses
+from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.methods import vision
-from ssljax.methods.vision import eval_view, finetune_view, load_train_data, normalize  # noqa: F401
+from ssljax.methods.vision import eval_view, finetune_view, load_train_data, normalize, train_view  # noqa: F401
 from ssljax.models import vit
 
 
@@ -49,18 +49,6 @@ def check_config(config) -> None:
 
 def num_patches(config) -> int:
   return (config.data.image_size // config.mae.patch_size) ** 2
-
-
-def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
-  """MAE's only augmentation: a random resized crop and a flip."""
-  size = (config.data.image_size, config.data.image_size)
-  scale = tuple(config.augment.crop_scale)
-
-  def one(image, key):
-    k_crop, k_flip = jax.random.split(key)
-    return augment.horizontal_flip(augment.random_resized_crop(image, k_crop, size=size, scale=scale), k_flip)
-
-  return normalize(augment.augment_batch(images, rng, one))
 
 
 def reconstruct(params, images: jax.Array, rng: jax.Array, config) -> dict[str, jax.Array]:

@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssljax import augment
 from ssljax.config import ConfigError
 from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate,  # noqa: F401
-                                   finetune_view, load_train_data, normalize)
+                                   finetune_view, load_train_data, normalize, train_view)
 
 NUM_ROTATIONS = 4
 
@@ -43,18 +42,6 @@ def rotate_all(images: jax.Array) -> tuple[jax.Array, jax.Array]:
   rotated = jnp.concatenate([jnp.rot90(images, k, axes=(1, 2)) for k in range(NUM_ROTATIONS)])
   labels = jnp.repeat(jnp.arange(NUM_ROTATIONS, dtype=jnp.int32), images.shape[0])
   return rotated, labels
-
-
-def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
-  """A random crop and flip (upright stays upright) before the rotations, as the paper's training did."""
-  size = (config.data.image_size, config.data.image_size)
-  scale = tuple(config.augment.crop_scale)
-
-  def one(image, key):
-    k_crop, k_flip = jax.random.split(key)
-    return augment.horizontal_flip(augment.random_resized_crop(image, k_crop, size=size, scale=scale), k_flip)
-
-  return normalize(augment.augment_batch(images, rng, one))
 
 
 def init(config, rng, example_batch, *, data=None):

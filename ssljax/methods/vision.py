@@ -43,16 +43,26 @@ def eval_view(images: jax.Array, config) -> jax.Array:
   return normalize(images)
 
 
-def finetune_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
-  """The fine-tuning view: a random crop of at least half the image, resized, and a random flip."""
+def crop_flip(images: jax.Array, rng: jax.Array, config, scale) -> jax.Array:
+  """A random resized crop (area fraction in `scale`) at the training size and a random flip, in [0, 1]."""
   size = (config.data.image_size, config.data.image_size)
 
   def one(image, key):
     k_crop, k_flip = jax.random.split(key)
-    image = augment.random_resized_crop(image, k_crop, size=size, scale=(0.5, 1.0))
+    image = augment.random_resized_crop(image, k_crop, size=size, scale=tuple(scale))
     return augment.horizontal_flip(image, k_flip)
 
-  return normalize(augment.augment_batch(images, rng, one))
+  return augment.augment_batch(images, rng, one)
+
+
+def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
+  """The light crop (`augment.crop_scale`) and flip most pretext tasks train on, normalized."""
+  return normalize(crop_flip(images, rng, config, config.augment.crop_scale))
+
+
+def finetune_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
+  """The fine-tuning view: a random crop of at least half the image, resized, and a random flip."""
+  return normalize(crop_flip(images, rng, config, (0.5, 1.0)))
 
 
 def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSplit:
