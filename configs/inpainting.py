@@ -4,12 +4,16 @@ Presets (`--config configs/inpainting.py:PRESET`; shared defaults in configs/vis
   cpu      SmallCNN encoder + a small upsampling decoder on Fashion-MNIST (offline IDX files, `make data`), random
            region holes covering a quarter of each image.
            python launch/run.py --config configs/inpainting.py:cpu --workdir workdirs/inpainting_cpu
-           MEASURED_BELOW
+           3 epochs, about 300 ms a step on 2 idle cores (CPU time / 2; 0.96 s on 2 cores shared at load 6), so
+           ~7 min of pre-training and ~14 min with the evals. Measured (shared cores, 33 min): linear probe 0.857
+           against 0.841 for the random-init encoder (10% labels 0.829 / 0.810, 1% 0.765 / 0.739), kNN 0.784 /
+           0.782, fine-tuning 0.720 / 0.720 (10% 0.623 / 0.634, 1% 0.606 / 0.594); hole MSE on test images 0.43
+           against 1.88 for filling the hole with the mean of its context (normalized pixels).
   tiny     a few steps on a slice of Fashion-MNIST, for tests.
   cifar10  ResNet-18 encoder, decoder 256-128-64 from its 4x4 map, XLA convolutions.
   imagenet ResNet-50 encoder, decoder from its 7x7 map to 224, bfloat16.
 
-Holes: --config.inpainting.mask=center|blocks|regions (the paper found random regions best for features).
+Holes: --config.inpainting.mask=center|blocks|regions (the paper trained its features with random regions).
 Adversarial term (the paper's inpainting setting): --config.inpainting.adversarial_weight=0.001.
 """
 
