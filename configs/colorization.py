@@ -54,11 +54,16 @@ def get_config(arg=None):
     c.evals.data.update(c.data.to_dict())
     c.data.name = "skimage_photos"
     c.data.path = ""
-    c.data.max_train_examples = 8192  # crops
+    c.data.max_train_examples = 16384  # crops
     c.data.max_eval_examples = 1024
+    # Measured on this pair of domains (see the module docstring): regression beat classification, and the encoder
+    # transfers to Fashion-MNIST only when it cannot map absolute lightness to colour.
+    c.colorization.loss = "regression"
+    c.colorization.standardize_l = True
+    c.colorization.input_jitter = 0.5
     if preset == "cpu":
       c.epochs = 0
-      c.total_steps = 600
+      c.total_steps = 1500  # 242 ms/step on the idle 2-core CPU: about 6 minutes, then about 6 of evals
     else:
       c.data.max_train_examples = 256
       c.data.max_eval_examples = 64

@@ -135,18 +135,19 @@ def _trained(config, steps):
   return ts, history
 
 
-@pytest.mark.parametrize("mode", ["colorize", "split_brain"])
-def test_a_few_dozen_steps_beat_predicting_gray_on_held_out_crops(config_of, mode):
+@pytest.mark.parametrize("mode,loss", [("colorize", "classification"), ("split_brain", "regression")])
+def test_a_few_dozen_steps_beat_predicting_gray_on_held_out_crops(config_of, mode, loss):
   config = config_of("configs/colorization.py:tiny")
-  config.colorization.mode = mode
-  config.batch_size, config.data.max_train_examples = 64, 2048
+  config.colorization.update(mode=mode, loss=loss, standardize_l=False, input_jitter=0.0)
+  config.batch_size, config.data.max_train_examples, config.optim.learning_rate = 64, 2048, 1e-2
   state, history = _trained(config, 40)
-  assert np.mean([h["loss"] for h in history[-5:]]) < 0.97 * history[0]["loss"]  # the held-out check is the real one
+  assert np.mean([h["loss"] for h in history[-5:]]) < history[0]["loss"]
   held_out = _photos(256, "test").images
   errors = colorization.held_out_errors(state.params, state.method_state, held_out, config)
-  assert errors["colorization/ab_rmse"] < 0.95 * errors["colorization/gray_ab_rmse"], errors
-  # Split-brain's ab->L half does not beat a constant L within 40 steps (28.8 vs 27.7 here): its L error is
-  # reported in eval.json, not asserted.
+  assert errors["colorization/ab_rmse"] < 0.9 * errors["colorization/gray_ab_rmse"], errors
+  # Split-brain's ab -> L half is reported, not asserted: ab says little of L, and 40 steps beat a constant L by a
+  # few percent at best (26.1 vs 27.7 here with regression; 28.8 vs 27.7 with classification at the default rate).
+  assert np.isfinite(errors.get("colorization/l_rmse", 0.0))
 
 
 # ------------------------------------------------------------------------------------------- data and evals
