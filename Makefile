@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/simclr.py:cpu
 WORKDIR ?= workdirs/simclr_cpu
+TEST_WORKERS ?= 2  # pytest-xdist workers: XLA compiles on one thread, so two processes keep two cores busy
 FMNIST := /usr/share/datasets/fashion-mnist
 
 CORPUS := data/text/corpus.txt.xz
@@ -46,7 +47,7 @@ run: venv data
 	$(PY) launch/run.py --config $(CONFIG) --workdir $(WORKDIR) $(ARGS)
 
 test: venv data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: venv data
 	$(PY) benchmarks/input_pipeline.py

@@ -7,7 +7,12 @@ Presets (`--config configs/colorization.py:PRESET`; shared defaults in configs/v
            python launch/run.py --config configs/colorization.py:cpu --workdir workdirs/colorization_cpu
            python launch/run.py --config configs/colorization.py:cpu --workdir workdirs/split_brain_cpu \\
                --config.colorization.mode=split_brain
-           MEASURED_BELOW
+           1500 steps, 20.6 min on 2 idle cores (8.5 of pre-training, 12 of evals: over the 15-minute budget).
+           Measured, colorize mode: held-out ab RMSE 25.8 against 27.0 for gray; on Fashion-MNIST the encoder is
+           level with its random init: linear probe 0.848 / 0.841 (10% 0.822 / 0.813, 1% 0.745 / 0.752), kNN
+           0.782 / 0.785, fine-tuned 0.731 / 0.733 (10% 0.608 / 0.662, 1% 0.603 / 0.643). Nine photographs are
+           too narrow a world to learn Fashion-MNIST's shapes from; the cifar10 preset trains and evaluates on
+           one domain.
   tiny     a few steps on a few hundred photo crops, evaluated on a slice of Fashion-MNIST, for tests.
   cifar10  ResNet-18 on tfds cifar10 (colour), trained and evaluated there.
   imagenet ResNet-50 on tfds imagenet2012, trained and evaluated there, bfloat16.

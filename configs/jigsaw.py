@@ -4,6 +4,11 @@ Presets (`--config configs/jigsaw.py:PRESET`; shared defaults in configs/vision_
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): 28x28 images resized to 48x48, nine
            12x12 tiles from 16x16 cells (up to 4 pixels of gap and jitter), 100 permutations.
            python launch/run.py --config configs/jigsaw.py:cpu --workdir workdirs/jigsaw_cpu
+           1 epoch, 15.7 min on 2 cores (about 3 of them shared with a test run). Measured: the puzzle is
+           learned (loss 4.6 -> 0.45 over 100 permutations) but the features do not beat the random-init
+           encoder: linear probe 0.832 / 0.841, kNN 0.700 / 0.782, fine-tuned 0.731 / 0.720 (10% 0.617 / 0.635,
+           1% 0.606 / 0.595). Features of 12-pixel tiles of an upscaled 28-pixel image do not carry over to
+           the whole image the probes read.
   tiny     a few steps on a slice of Fashion-MNIST, for tests.
   cifar10  ResNet-18 on 32x32 images resized to 96: 27x27 tiles from 32x32 cells.
   imagenet ResNet-50 on 225x225 crops: 64x64 tiles from 75x75 cells (the paper's geometry), 1000 permutations.

@@ -1,10 +1,13 @@
 """MAE (He et al. 2021): a ViT encodes 25% of the patches, a light decoder predicts the hidden 75%.
 
 Presets (`--config configs/mae.py:PRESET`; shared defaults in configs/vision_base.py):
-  cpu      a 4-block, 128-wide ViT with 4x4 patches (49 per image, 12 visible) on Fashion-MNIST (offline IDX
-           files, `make data`); decoder 128 wide, 2 blocks. Judged by fine-tuning against the same ViT from
+  cpu      a 4-block, 128-wide ViT with 7x7 patches (16 per image, 4 visible) on Fashion-MNIST (offline IDX
+           files, `make data`); decoder 64 wide, 1 block. Judged by fine-tuning against the same ViT from
            scratch.
            python launch/run.py --config configs/mae.py:cpu --workdir workdirs/mae_cpu
+           2 epochs, 10.6 min on 2 idle cores (pre-training 2 min at 980 images/s, then the evals). Measured:
+           fine-tuned at 10% of the labels 0.696 against 0.654 for the same ViT from scratch (1% 0.689 / 0.625,
+           100% 0.714 / 0.707: 100-200 fine-tuning steps); linear probe 0.804 / 0.768, kNN 0.749 / 0.670.
   tiny     a few steps of a 2-block ViT on a slice of Fashion-MNIST, for tests.
   cifar10  ViT-S/4 on 32x32, decoder 256 x 4, 400 epochs at batch 1024... one accelerator.
   imagenet ViT-B/16 at 224, decoder 512 x 8, batch 4096, AdamW lr 1.5e-4 * bs / 256, 800 epochs (the paper).
@@ -46,9 +49,12 @@ def get_config(arg=None):
   c.evals.finetune_learning_rate = 1e-3
   if preset in ("cpu", "tiny"):
     c.mae.size = "custom"
+    # 7x7 patches (16 per image, 4 visible) and a one-block decoder (MAE's Table 1a: depth 1 fine-tunes as
+    # well as 8): with 4x4 patches and a 2-block 128-wide decoder a step cost 5.5x more, and fine-tuning on
+    # 49 tokens alone would have spent the 15 minutes.
     c.mae.hidden, c.mae.depth, c.mae.heads = 128, 4, 4
-    c.mae.patch_size = 4
-    c.mae.decoder_hidden, c.mae.decoder_depth, c.mae.decoder_heads = 128, 2, 4
+    c.mae.patch_size = 7
+    c.mae.decoder_hidden, c.mae.decoder_depth, c.mae.decoder_heads = 64, 1, 4
     c.augment.crop_scale = (0.5, 1.0)
     c.optim.learning_rate = 1.5e-3
     c.optim.lr_scaling = "none"

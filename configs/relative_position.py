@@ -4,6 +4,9 @@ Presets (`--config configs/relative_position.py:PRESET`; shared defaults in conf
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): 28x28 images resized to 48x48, nine
            12x12 tiles from 16x16 cells (up to 4 pixels of gap and jitter); all 8 pairs of each image.
            python launch/run.py --config configs/relative_position.py:cpu --workdir workdirs/relpos_cpu
+           1 epoch, 13.7 min on 2 idle cores (3.5 of pre-training). Measured against the random-init encoder:
+           linear probe 0.854 / 0.841 (10% 0.829 / 0.810, 1% 0.756 / 0.739), kNN 0.778 / 0.782, fine-tuned
+           0.731 / 0.720 (10% 0.640 / 0.635, 1% 0.613 / 0.595).
   tiny     a few steps on a slice of Fashion-MNIST, for tests.
   cifar10  ResNet-18 on 32x32 images resized to 96: 27x27 tiles from 32x32 cells.
   imagenet ResNet-50 on 225x225 crops: 64x64 tiles from 75x75 cells.

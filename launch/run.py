@@ -105,10 +105,11 @@ def _result_table(results: dict) -> str:
   columns = [(p, t) for p, t in columns if any(k.startswith(p) and (p or not k.startswith("baseline/"))
                                                 for k in results)]
   rows = sorted({k for k in results if not k.startswith("baseline/")})
-  lines = [f"{'metric':<20}" + "".join(f"{t:>14}" for _, t in columns)]
+  width = max([len("metric"), *map(len, rows)]) + 2
+  lines = [f"{'metric':<{width}}" + "".join(f"{t:>14}" for _, t in columns)]
   for row in rows:
     cells = "".join(f"{results[p + row]:>14.4f}" if p + row in results else f"{'-':>14}" for p, _ in columns)
-    lines.append(f"{row:<20}{cells}")
+    lines.append(f"{row:<{width}}{cells}")
   return "\n".join(lines)
 
 

@@ -452,3 +452,36 @@ def mae_recon(
     per_patch = jnp.mean(jnp.square(pred - target), axis=-1)
     w = jnp.asarray(mask, per_patch.dtype)
     return jnp.sum(w * per_patch) / jnp.maximum(jnp.sum(w), 1e-8)
+
+
+def masked_l2(predictions: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean squared error over the missing region only: Context Encoders' reconstruction loss.
+
+    The squared error is summed over the masked pixels (and channels) of the whole batch and divided by
+    their number, so what the model predicts outside the hole does not matter and every missing pixel
+    weighs the same whatever the hole sizes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> mask = jnp.array([[[1.0, 0.0], [0.0, 0.0]]])  # one missing pixel of four
+      >>> print(f"{masked_l2(jnp.zeros((1, 2, 2, 1)), jnp.full((1, 2, 2, 1), 3.0), mask):.4f}")
+      9.0000
+
+    Args:
+      predictions: (N, H, W, C).
+      targets: (N, H, W, C), the original pixels.
+      mask: (N, H, W), 1 where the pixel is missing, 0 where it is context.
+
+    Returns:
+      Scalar float32: sum(mask * (predictions - targets)^2) / (sum(mask) * C); 0 for an empty mask.
+
+    References:
+      D. Pathak et al., `Context Encoders: Feature Learning by Inpainting
+      <https://arxiv.org/abs/1604.07379>`_, CVPR 2016, eq. 1.
+    """
+    if predictions.shape != targets.shape or predictions.ndim != 4 or mask.shape != predictions.shape[:3]:
+        raise ValueError(f"need (N, H, W, C) `predictions` and `targets` and an (N, H, W) `mask`; got "
+                         f"{predictions.shape}, {targets.shape} and {mask.shape}.")
+    mask = jnp.asarray(mask, jnp.float32)
+    squared = jnp.square(_upcast(predictions) - _upcast(targets)).sum(-1)
+    return jnp.sum(mask * squared) / (jnp.maximum(jnp.sum(mask), 1.0) * predictions.shape[-1])

@@ -465,3 +465,17 @@ def test_mae_recon_bad_shapes(args, match):
     pred, target, mask = (np.ones(shape, np.float32) for shape in args)
     with pytest.raises(ValueError, match=match):
         losses.mae_recon(pred, target, mask)
+
+
+def test_masked_l2_counts_only_the_hole_and_matches_a_float64_reference():
+    rng = np.random.default_rng(0)
+    predictions, targets = rng.normal(size=(2, 4, 6, 6, 3)).astype(np.float32)
+    mask = (rng.random((4, 6, 6)) < 0.3).astype(np.float32)
+    loss = jax.jit(losses.masked_l2)
+    expected = (((predictions.astype(np.float64) - targets) ** 2).sum(-1) * mask).sum() / (mask.sum() * 3)
+    np.testing.assert_allclose(float(loss(predictions, targets, mask)), expected, rtol=1e-6)
+    changed = np.where(mask[..., None] == 1, predictions, predictions + 100.0)  # different everywhere but the hole
+    assert float(loss(changed, targets, mask)) == float(loss(predictions, targets, mask))
+    assert float(loss(predictions, targets, np.zeros_like(mask))) == 0.0
+    with pytest.raises(ValueError, match=r"\(N, H, W\) `mask`"):
+        losses.masked_l2(predictions, targets, mask[..., None])

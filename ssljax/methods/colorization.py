@@ -450,7 +450,7 @@ def _held_out_colour_images(config) -> np.ndarray:
 
 
 def _write_colorizations(config, workdir, params, method_state, images, errors, writer, step) -> None:
-  from ssljax.methods.inpainting import inpaintings_plot  # the image-grid figure, written atomically
+  from ssljax.evals import plots  # lazy: only evaluation draws
 
   out = jax.device_get(jax.jit(lambda p, s, x: colorize(p, s, x, config))(params, method_state, images))
   gray = out["original"].copy()
@@ -461,7 +461,7 @@ def _write_colorizations(config, workdir, params, method_state, images, errors, 
            f" (gray {errors['colorization/gray_ab_rmse']:.1f})")
   if "l_from_ab" in out:
     columns["L from ab"] = np.asarray(lab_to_pixels(out["l_from_ab"]))
-  _, image = inpaintings_plot(columns, os.path.join(workdir, "colorizations.png"), title=title)
+  _, image = plots.side_by_side(columns, os.path.join(workdir, "colorizations.png"), title=title)
   if writer is not None:
     writer.write_image(step, "colorizations", image)
 

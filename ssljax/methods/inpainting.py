@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.methods import vision
 from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, finetune_view,  # noqa: F401
@@ -158,38 +159,11 @@ def check_config(config) -> None:
     raise ConfigError(f"inpainting.conv_impl='{c.conv_impl}' is not one of patches, xla")
 
 
-# ----------------------------------------------------------------------------------------------------- losses
-
-def masked_l2(predictions: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean squared error over the missing region only: Context Encoders' reconstruction loss.
-
-  The squared error is summed over the masked pixels (and channels) of the whole batch and divided by their
-  number, so what the model predicts outside the hole does not matter and every missing pixel weighs the same
-  whatever the hole sizes.
-
-  Args:
-    predictions: (N, H, W, C).
-    targets: (N, H, W, C), the original pixels.
-    mask: (N, H, W), 1 where the pixel is missing, 0 where it is context.
-
-  Returns:
-    Scalar float32: sum(mask * (predictions - targets)^2) / (sum(mask) * C); 0 for an empty mask.
-
-  >>> masked_l2(jnp.zeros((1, 2, 2, 1)), jnp.ones((1, 2, 2, 1)), jnp.array([[[1., 0.], [0., 0.]]]))  # 1.0
-
-  Reference: Pathak et al., "Context Encoders: Feature Learning by Inpainting", CVPR 2016, eq. 1.
-  """
-  if predictions.shape != targets.shape or predictions.ndim != 4 or mask.shape != predictions.shape[:3]:
-    raise ValueError(f"need (N, H, W, C) predictions and targets and an (N, H, W) mask; got {predictions.shape}, "
-                     f"{targets.shape}, {mask.shape}")
-  mask = mask.astype(jnp.float32)
-  squared = jnp.square(predictions.astype(jnp.float32) - targets.astype(jnp.float32)).sum(-1)
-  return jnp.sum(mask * squared) / (jnp.maximum(jnp.sum(mask), 1.0) * predictions.shape[-1])
-
+# --------------------------------------------------------------------------------------------------- baseline
 
 def context_mean_fill(images: jax.Array, mask: jax.Array) -> jax.Array:
   """Each image with its hole filled by the per-channel mean of its visible context: the baseline an inpainter
-  has to beat (its `masked_l2` is the `context_mean_mse` metric)."""
+  has to beat (its `losses.masked_l2` is the `context_mean_mse` metric)."""
   visible = (1.0 - mask)[..., None]
   mean = (images * visible).sum(axis=(1, 2), keepdims=True) / jnp.maximum(visible.sum(axis=(1, 2), keepdims=True), 1)
   return images * visible + mean * mask[..., None]
@@ -314,9 +288,9 @@ def loss_terms(params, state, batch, rng, config):
   generator = {k: v for k, v in params.items() if k != "discriminator"}
   predictions, updates = build_model(config, images.shape[-1]).apply(
       {"params": generator, **state}, mask_images(images, masks), train=True, mutable=["batch_stats"])
-  terms = {"reconstruction": masked_l2(predictions, images, masks)}
+  terms = {"reconstruction": losses.masked_l2(predictions, images, masks)}
   metrics = {"recon_mse": terms["reconstruction"],
-             "context_mean_mse": masked_l2(context_mean_fill(images, masks), images, masks),
+             "context_mean_mse": losses.masked_l2(context_mean_fill(images, masks), images, masks),
              "mask_fraction": masks.mean()}
   if config.inpainting.adversarial_weight > 0:
     discriminator = build_discriminator(config)
@@ -361,45 +335,12 @@ def inpaint(params, state, images: jax.Array, masks: jax.Array, config) -> dict[
 
 # ------------------------------------------------------------------------------------------------------ evals
 
-def inpaintings_plot(columns: dict[str, np.ndarray], path: str, *, title: str = "") -> tuple[str, np.ndarray]:
-  """A grid with one row per image and one column per entry of `columns` ({name: (N, H, W, C) in [0, 1]}),
-  written atomically to `path` (PNG); returns (path, the PNG read back as (H, W, 4) uint8)."""
-  import matplotlib  # lazy: only evaluation draws
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  names = list(columns)
-  num = len(columns[names[0]])
-  fig, axes = plt.subplots(num, len(names), figsize=(1.1 * len(names), 1.1 * num + (0.4 if title else 0)),
-                           squeeze=False, gridspec_kw=dict(wspace=0.08, hspace=0.08))
-  for j, name in enumerate(names):
-    images = np.clip(np.asarray(columns[name], np.float32), 0.0, 1.0)
-    images = images[..., 0] if images.shape[-1] == 1 else images
-    axes[0, j].set_title(name, fontsize=8)
-    for i in range(num):
-      axes[i, j].imshow(images[i], cmap="gray" if images[i].ndim == 2 else None, vmin=0.0, vmax=1.0,
-                        interpolation="nearest")
-      axes[i, j].set_xticks([])
-      axes[i, j].set_yticks([])
-  if title:
-    fig.suptitle(title, fontsize=10)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", facecolor="white")
-  finally:
-    plt.close(fig)
-  os.replace(tmp, path)  # a reader never sees half a PNG
-  image = plt.imread(path)
-  return path, np.round(image * 255).astype(np.uint8)
-
-
 def test_inpainting(config, workdir, params, method_state, writer=None, step: int = 0) -> dict:
   """Hole MSE (normalized pixels) of the trained inpainter on up to `inpainting.eval_examples` test images, against
   filling each hole with the mean of its context, and `workdir/inpaintings.png` (`inpainting.plot_examples` of
   them: original, masked input, inpainted). The holes are drawn from the run's seed, so runs compare."""
   from ssljax.data import images as image_data
+  from ssljax.evals import plots  # lazy: only evaluation draws
 
   c = config.inpainting
   split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
@@ -411,14 +352,14 @@ def test_inpainting(config, workdir, params, method_state, writer=None, step: in
   chunks = [fn(params, method_state, split.images[i:i + 256], masks[i:i + 256]) for i in range(0, num, 256)]
   out = {k: np.concatenate([np.asarray(ch[k]) for ch in chunks]) for k in chunks[0]}
   masks = np.asarray(masks)
-  results = {"inpainting/recon_mse": float(masked_l2(out["inpainted"], out["original"], masks)),
-             "inpainting/context_mean_mse": float(masked_l2(context_mean_fill(out["original"], masks),
+  results = {"inpainting/recon_mse": float(losses.masked_l2(out["inpainted"], out["original"], masks)),
+             "inpainting/context_mean_mse": float(losses.masked_l2(context_mean_fill(out["original"], masks),
                                                              out["original"], masks))}
   print(f"eval inpainting: hole MSE {results['inpainting/recon_mse']:.4f}, filled with the context mean "
         f"{results['inpainting/context_mean_mse']:.4f} ({num} test images, {c.mask} holes)", flush=True)
   if c.plot_examples > 0:
     to_pixels = lambda x: x[:c.plot_examples] * 0.25 + 0.5  # inverse of vision.normalize
-    _, image = inpaintings_plot(
+    _, image = plots.side_by_side(
         {"original": to_pixels(out["original"]), "masked input": to_pixels(out["masked"]),
          "inpainted": to_pixels(out["inpainted"])}, os.path.join(workdir, "inpaintings.png"),
         title=f"{c.mask} holes, test images\nhole MSE {results['inpainting/recon_mse']:.3f}, context mean "

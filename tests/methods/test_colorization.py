@@ -141,13 +141,13 @@ def test_a_few_dozen_steps_beat_predicting_gray_on_held_out_crops(config_of, mod
   config.colorization.update(mode=mode, loss=loss, standardize_l=False, input_jitter=0.0)
   config.batch_size, config.data.max_train_examples, config.optim.learning_rate = 64, 2048, 1e-2
   state, history = _trained(config, 40)
-  assert np.mean([h["loss"] for h in history[-5:]]) < history[0]["loss"]
+  assert np.mean([h["loss"] for h in history[-5:]]) < 0.97 * history[0]["loss"]
   held_out = _photos(256, "test").images
   errors = colorization.held_out_errors(state.params, state.method_state, held_out, config)
   assert errors["colorization/ab_rmse"] < 0.9 * errors["colorization/gray_ab_rmse"], errors
-  # Split-brain's ab -> L half is reported, not asserted: ab says little of L, and 40 steps beat a constant L by a
-  # few percent at best (26.1 vs 27.7 here with regression; 28.8 vs 27.7 with classification at the default rate).
-  assert np.isfinite(errors.get("colorization/l_rmse", 0.0))
+  if mode == "split_brain":
+    # ab says little of L: 40 steps beat a constant L by a few percent (26.1 vs 27.7 when measured).
+    assert errors["colorization/l_rmse"] < errors["colorization/constant_l_rmse"], errors
 
 
 # ------------------------------------------------------------------------------------------- data and evals
@@ -172,12 +172,13 @@ def test_grayscale_training_data_is_refused_in_one_line_naming_it(tmp_path):
   assert not {"eval.json", "summary.json", "checkpoints", "colorizations.png"} & set(os.listdir(tmp_path))
 
 
-def test_tiny_run_reports_probes_finetuning_colour_errors_and_draws_colorizations(tmp_path):
-  rc, out, err = launcher.run_cli("configs/colorization.py:tiny", tmp_path)
+def test_tiny_run_reports_probes_colour_errors_and_draws_colorizations(tmp_path):
+  # Fine-tuning through the suite is exercised by the rotation run and by the split-brain test above.
+  rc, out, err = launcher.run_cli("configs/colorization.py:tiny", tmp_path, "evals.finetune=False")
   assert rc == 0, err[-2000:]
   results = json.load(open(os.path.join(tmp_path, "eval.json")))
   for prefix in ("", "baseline/random_init/"):
-    for name in ("knn/top1", "linear/top1", "linear_10pct/top1", "finetune/top1", "finetune_10pct/top1"):
+    for name in ("knn/top1", "linear/top1", "linear_10pct/top1"):
       assert 0.0 <= results[prefix + name] <= 1.0, prefix + name
   assert results["colorization/ab_rmse"] > 0 and results["colorization/gray_ab_rmse"] > 0
   with open(os.path.join(tmp_path, "colorizations.png"), "rb") as f:

@@ -65,19 +65,7 @@ def test_bad_mask_names_and_images_too_small_are_config_errors(config_of):
       inpainting.init(config, jax.random.PRNGKey(0), {"image": np.zeros((2, 3, 3, 1), np.uint8)})
 
 
-# ----------------------------------------------------------------------------------------------------- losses
-
-def test_masked_l2_counts_only_the_hole_and_matches_a_float64_reference():
-  rng = np.random.default_rng(0)
-  predictions, targets = rng.normal(size=(2, 4, 6, 6, 3)).astype(np.float32)
-  mask = (rng.random((4, 6, 6)) < 0.3).astype(np.float32)
-  loss = jax.jit(inpainting.masked_l2)
-  expected = (((predictions.astype(np.float64) - targets) ** 2).sum(-1) * mask).sum() / (mask.sum() * 3)
-  np.testing.assert_allclose(float(loss(predictions, targets, mask)), expected, rtol=1e-6)
-  changed = np.where(mask[..., None] == 1, predictions, predictions + 100.0)  # different everywhere but the hole
-  assert float(loss(changed, targets, mask)) == float(loss(predictions, targets, mask))
-  assert float(loss(predictions, targets, np.zeros_like(mask))) == 0.0
-
+# --------------------------------------------------------------------------------------------------- baseline
 
 def test_context_mean_fill_fills_the_hole_with_the_mean_of_the_context():
   images = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 1)
@@ -145,12 +133,14 @@ def test_the_step_learns_to_beat_filling_the_hole_with_the_context_mean(train_st
   assert recon < 0.5 * history[0]["recon_mse"]
 
 
-def test_tiny_run_reports_probes_finetuning_and_draws_inpaintings(tmp_path):
-  rc, out, err = launcher.run_cli("configs/inpainting.py:tiny", tmp_path)
+def test_tiny_run_reports_probes_and_draws_inpaintings(tmp_path):
+  # Fine-tuning through the suite is exercised by the rotation run; here it would only add compile time.
+  rc, out, err = launcher.run_cli("configs/inpainting.py:tiny", tmp_path, "evals.finetune=False")
   assert rc == 0, err[-2000:]
   results = json.load(open(os.path.join(tmp_path, "eval.json")))
+  assert not [name for name in results if "finetune" in name]
   for prefix in ("", "baseline/random_init/"):
-    for name in ("knn/top1", "linear/top1", "finetune/top1"):
+    for name in ("knn/top1", "linear/top1"):
       assert 0.0 <= results[prefix + name] <= 1.0, prefix + name
   assert np.isfinite(results["inpainting/recon_mse"]) and results["inpainting/context_mean_mse"] > 0
   with open(os.path.join(tmp_path, "inpaintings.png"), "rb") as f:
