@@ -3,6 +3,9 @@
 Presets (`--config configs/rotation.py:PRESET`; shared defaults in configs/vision_base.py):
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`).
            python launch/run.py --config configs/rotation.py:cpu --workdir workdirs/rotation_cpu
+           1 epoch, 17.9 min on 2 idle cores (8.5 of pre-training, the rest evals). Measured against the
+           random-init encoder: linear probe 0.860 / 0.841 (10% 0.833 / 0.810, 1% 0.751 / 0.739), kNN 0.766 /
+           0.782, fine-tuned 0.762 / 0.720 (10% 0.703 / 0.635, 1% 0.676 / 0.595).
   tiny     a few steps on a slice of Fashion-MNIST, for tests.
   cifar10  ResNet-18, SGD 0.1 with batch 128 x 4 rotations, 100 epochs (the paper's CIFAR setting uses a NIN;
            ResNet-18 is the common re-implementation).
