@@ -2,8 +2,10 @@
 
 XLA's convolution backward pass is slow on CPU: the same network written as patch extraction plus one
 matrix multiply per layer trained 1.4-2x faster on a 2-core CPU (forward+backward, batch 512, 28x28).
-`PatchConv` is that convolution; it keeps `nn.Conv`'s parameter layout, so one parameter tree serves
-both `conv_impl` choices of `SmallCNN`.
+Inference alone is the other way round: with XLA's conv the (16, 32, 64) encoder embedded 2.5x more 28x28
+images a second on the same CPU (2700 against 1070, batches of 256 to 1024). `PatchConv`
+is the patch convolution; it keeps `nn.Conv`'s parameter layout, so one parameter tree serves every
+`conv_impl` of `SmallCNN`, and the default ('auto') takes each where it is faster.
 """
 from typing import Any, Callable, Sequence
 
@@ -83,24 +85,25 @@ class SmallCNN(nn.Module):
   Attributes:
     widths: channels per stage.
     dtype: computation dtype; parameters stay float32.
-    conv_impl: 'patches' (PatchConv, fast on CPU) or 'xla' (nn.Conv, for accelerators). Both use the
-      same parameter tree.
+    conv_impl: 'auto' (PatchConv when training, nn.Conv at inference: the faster of each on CPU),
+      'patches' (PatchConv always) or 'xla' (nn.Conv always, for accelerators). All use the same
+      parameter tree.
     pool: global readout, 'avg' or 'max'.
   """
   widths: Sequence[int] = (32, 64, 128)
   dtype: Any = jnp.float32
-  conv_impl: str = "patches"
+  conv_impl: str = "auto"
   pool: str = "avg"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if self.conv_impl == "patches":
+    if self.conv_impl not in ("auto", "patches", "xla"):
+      raise ValueError(f"conv_impl must be 'auto', 'patches' or 'xla', got {self.conv_impl!r}")
+    if self.conv_impl == "patches" or (self.conv_impl == "auto" and train):
       conv = lambda f, name: PatchConv(f, 3, dtype=self.dtype, name=name)
-    elif self.conv_impl == "xla":
+    else:
       conv = lambda f, name: nn.Conv(f, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype,
                                      kernel_init=conv_kernel_init, name=name)
-    else:
-      raise ValueError(f"conv_impl must be 'patches' or 'xla', got {self.conv_impl!r}")
     if self.pool not in ("avg", "max"):
       raise ValueError(f"pool must be 'avg' or 'max', got {self.pool!r}")
     # No axis_name: the model runs under jit on global arrays sharded over the mesh, so the batch

@@ -116,6 +116,17 @@ def test_small_cnn_conv_impls_share_params_and_agree():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), patch_stats, xla_stats)
 
 
+def test_small_cnn_auto_conv_trains_on_patches_and_infers_with_xla_conv():
+  x = _normal((4, 12, 12, 3))
+  variables = _init(SmallCNN(widths=(8, 16), conv_impl="xla"), x, train=False)
+  auto, xla = SmallCNN(widths=(8, 16)), SmallCNN(widths=(8, 16), conv_impl="xla")
+  uses_xla_conv = lambda train: "conv_general_dilated" in str(jax.make_jaxpr(
+      lambda v: auto.apply(v, x, train=train, mutable=["batch_stats"]))(variables))
+  assert uses_xla_conv(False) and not uses_xla_conv(True)
+  np.testing.assert_allclose(auto.apply(variables, x, train=False)[1]["pooled_grid"],
+                             xla.apply(variables, x, train=False)[1]["pooled_grid"], atol=1e-6)
+
+
 def test_small_cnn_rejects_unknown_conv_impl():
   with pytest.raises(ValueError, match="conv_impl"):
     _init(SmallCNN(conv_impl="fft"), jnp.zeros((1, 8, 8, 1)), train=False)
