@@ -7,7 +7,10 @@ Presets (`--config configs/jigsaw.py:PRESET`; shared defaults in configs/vision_
            The tiles are cut at the pixel scale the evals read (28x28 images). Cut from images upscaled to
            48x48 (12x12 tiles), the puzzle was learned as well but the features lost to the random-init encoder
            (linear probe 0.832 / 0.841, kNN 0.700 / 0.782): filters learned on 2x-magnified pixels do not fit
-           the images the probes read.
+           the images the probes read. Measured (3 epochs, 11.5 min on 2 cores, about 3 of them shared with a
+           pip install and a test run), against the random-init encoder: linear probe 0.852 / 0.841 (10% 0.831 /
+           0.810, 1% 0.751 / 0.739), kNN 0.800 / 0.782, fine-tuned 0.751 / 0.720 (10% 0.666 / 0.635, 1% 0.659 /
+           0.595). Puzzle loss 4.6 -> 0.18 over 100 permutations.
   tiny     a few steps on a slice of Fashion-MNIST, for tests.
   cifar10  ResNet-18 on 32x32 images resized to 96: 27x27 tiles from 32x32 cells. Not measured; the cpu preset's
            finding suggests trying native-scale tiles too (--config.jigsaw.image_size=33 --config.jigsaw.tile_size=9).
