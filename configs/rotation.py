@@ -7,7 +7,7 @@ Presets (`--config configs/rotation.py:PRESET`; shared defaults in configs/visio
            Measured against the random-init encoder: linear probe 0.858 / 0.841 (10% 0.828 / 0.810, 1% 0.750 /
            0.739), kNN 0.759 / 0.782, fine-tuned 0.753 / 0.720 (10% 0.688 / 0.635, 1% 0.660 / 0.595). A full
            epoch (468 steps, 16.7 min, over budget) gave within 0.5 points of these on the probes and 1-1.6 more
-           on fine-tuning. kNN stays below random init: rotation features separate orientations, not classes.
+           on fine-tuning. kNN stays below random init in every rotation run so far.
   tiny     a few steps on a slice of Fashion-MNIST, for tests.
   cifar10  ResNet-18, SGD 0.1 with batch 128 x 4 rotations, 100 epochs (the paper's CIFAR setting uses a NIN;
            ResNet-18 is the common re-implementation).
