@@ -2,8 +2,8 @@
 
 XLA's convolution backward pass is slow on CPU: the same network written as patch extraction plus one
 matrix multiply per layer trained 1.4-2x faster on a 2-core CPU (forward+backward, batch 512, 28x28).
-Inference alone is the other way round: with XLA's conv the (16, 32, 64) encoder embedded 2.5x more 28x28
-images a second on the same CPU (2700 against 1070; `python benchmarks/small_cnn_convs.py`). `PatchConv` is
+Inference alone is the other way round: with XLA's conv the (16, 32, 64) encoder embedded 2.1x more 28x28
+images a second on the same CPU (2444 against 1156; `python benchmarks/small_cnn_convs.py`). `PatchConv` is
 the patch convolution; it keeps `nn.Conv`'s parameter layout, so one parameter tree serves every
 `conv_impl` of `SmallCNN`, and the default ('auto') takes each where it is faster.
 """
