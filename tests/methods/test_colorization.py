@@ -140,6 +140,9 @@ def test_a_few_dozen_steps_beat_predicting_gray_on_held_out_crops(config_of, mod
   config = config_of("configs/colorization.py:tiny")
   config.colorization.update(mode=mode, loss=loss, standardize_l=False, input_jitter=0.0)
   config.batch_size, config.data.max_train_examples, config.optim.learning_rate = 64, 2048, 1e-2
+  if loss == "classification":
+    # 262 bins a pixel: predicting at the 14x14 feature map itself, not upsampled to 28x28, halves the test's time.
+    config.colorization.decoder_widths = ()
   state, history = _trained(config, 40)
   assert np.mean([h["loss"] for h in history[-5:]]) < 0.97 * history[0]["loss"]
   held_out = _photos(256, "test").images
