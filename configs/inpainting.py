@@ -13,8 +13,8 @@ Presets (`--config configs/inpainting.py:PRESET`; shared defaults in configs/vis
            fine-tuning level with random init. With --config.inpainting.mask=center (700 steps, 13.6 min)
            fine-tuning beats random init (0.729 / 0.657 / 0.630 against 0.720 / 0.635 / 0.595) but the probes
            are level (linear 0.845, 10% 0.806, 1% 0.735; kNN 0.782). Two decoder layers at the feature map's
-           resolution (--config.inpainting.decoder_head_widths='(64,64)', 1000 steps, 13.7 min, measured on a faster
-           day: 0.48 s a step) did not help either: linear 0.850 / 0.840 (10% 0.799 / 0.810, 1% 0.753 / 0.739),
+           resolution (--config.inpainting.decoder_head_widths='(64,64)', 1000 steps, 13.7 min on 2 idle cores,
+           0.48 s a step) did not help either: linear 0.850 / 0.840 (10% 0.799 / 0.810, 1% 0.753 / 0.739),
            kNN 0.784 / 0.782, fine-tuned 0.700 / 0.720 (10% 0.606 / 0.634, 1% 0.580 / 0.594). At 400 steps,
            probes only, neither a centre hole, coverage 0.5 nor dropping the channel-wise FC moved the probes
            by more than their noise (about half a point).
