@@ -16,6 +16,9 @@ Presets (`--config configs/colorization.py:PRESET`; shared defaults in configs/v
            (10% 0.815, 1% 0.745), kNN 0.774, fine-tuned 0.729 (10% 0.625, 1% 0.616). With them at 900 steps
            (11.7 min) the probes rose (kNN 0.793, linear 0.851 / 0.833 / 0.752) but fine-tuning at 10% and 1% fell
            below random init (0.645, 0.631), most likely as longer training on nine photos specializes the encoder.
+           Split-brain (the second command, 8.3 min): fine-tuned 0.619 / 0.597 (10% 0.545 / 0.504, 1% 0.537 /
+           0.487), but linear 0.813 / 0.824 (10% 0.793 / 0.802, 1% 0.720 / 0.718), kNN 0.762 / 0.760: on gray
+           images its ab half sees no colour, so half its features are constant (random init likewise).
            Nine photographs are a narrow world to learn Fashion-MNIST's shapes from; the cifar10 preset trains
            and evaluates on one domain.
   tiny     a few steps on a few hundred photo crops, evaluated on a slice of Fashion-MNIST, for tests.
