@@ -12,8 +12,8 @@ Presets (`--config configs/inpainting.py:PRESET`; shared defaults in configs/vis
            fine-tuning; 3 epochs (about 19 min, over budget; measured on shared cores) gave linear 0.857 and
            fine-tuning level with random init. With --config.inpainting.mask=center (700 steps, 13.6 min)
            fine-tuning beats random init (0.729 / 0.657 / 0.630 against 0.720 / 0.635 / 0.595) but the probes
-           are level (linear 0.845, 10% 0.806, 1% 0.735; kNN 0.782). Two decoder layers at the feature map's
-           resolution (--config.inpainting.decoder_head_widths='(64,64)', 1000 steps, 13.7 min on 2 idle cores,
+           are level (linear 0.845, 10% 0.806, 1% 0.735; kNN 0.782). Two 64-wide conv-BN-ReLU layers at the start
+           of the decoder (an option tried at commit e26e208 and removed, 1000 steps, 13.7 min on 2 idle cores,
            0.48 s a step) did not help either: linear 0.850 / 0.840 (10% 0.799 / 0.810, 1% 0.753 / 0.739),
            kNN 0.784 / 0.782, fine-tuned 0.700 / 0.720 (10% 0.606 / 0.634, 1% 0.580 / 0.594). At 400 steps,
            probes only, neither a centre hole, coverage 0.5 nor dropping the channel-wise FC moved the probes
@@ -42,7 +42,6 @@ def get_config(arg=None):
   # One resize + conv-BN-ReLU stage per width, then a conv to pixels. On the cpu preset (16, 8) cost 300 ms a step
   # against 400 ms for (32, 16) (2 cores, batch 128): the encoder gets more steps in the same time.
   c.inpainting.decoder_widths = (16, 8)
-  c.inpainting.decoder_head_widths = ()  # 3x3 conv-BN-ReLU layers at the feature map's resolution, first
   c.inpainting.channel_fc = True  # the paper's channel-wise fully-connected layer between encoder and decoder
   c.inpainting.discriminator_widths = (16, 32)
   c.inpainting.conv_impl = "patches"  # decoder and discriminator: patches (fast on CPU) | xla

@@ -182,17 +182,14 @@ def _conv(impl: str, features: int, *, kernel: int = 3, strides: int = 1, use_bi
 class ContextDecoder(nn.Module):
   """The encoder's (N, h, w, C) feature map -> (N, S, S, out_channels) pixels.
 
-  First a 3x3 conv-BN-ReLU per `head_widths` at the feature map's resolution: layers that specialize in
-  reconstruction, so that the encoder's own last stage need not (MAE's deeper decoders gave better linear probes
-  for the same reason). Then the paper's channel-wise fully-connected layer (every channel's map mixed across all
-  h*w positions, no parameters across channels, so a pixel deep inside the hole can draw on context anywhere) and
-  a 1x1 convolution across channels; then per width a resize (bilinear, sizes growing geometrically from h to S)
-  and a 3x3 conv-BN-ReLU; last a 3x3 convolution to the image's channels.
+  First the paper's channel-wise fully-connected layer (every channel's map mixed across all h*w positions, no
+  parameters across channels, so a pixel deep inside the hole can draw on context anywhere) and a 1x1 convolution
+  across channels; then per width a resize (bilinear, sizes growing geometrically from h to S) and a 3x3
+  conv-BN-ReLU; last a 3x3 convolution to the image's channels.
   """
   widths: Sequence[int]
   image_size: int
   out_channels: int
-  head_widths: Sequence[int] = ()
   channel_fc: bool = True
   conv_impl: str = "patches"
   dtype: Any = jnp.float32
@@ -202,8 +199,6 @@ class ContextDecoder(nn.Module):
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                                      name=name)
     x = jnp.asarray(x, self.dtype)
-    for i, width in enumerate(self.head_widths):
-      x = nn.relu(norm(f"head{i + 1}_bn")(_conv(self.conv_impl, width, dtype=self.dtype, name=f"head{i + 1}_conv")(x)))
     n, h, w, c = x.shape
     if self.channel_fc:
       init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=1, out_axis=2, batch_axis=0)
@@ -249,8 +244,7 @@ class Discriminator(nn.Module):
 
 def build_model(config, channels: int) -> ContextEncoder:
   c = config.inpainting
-  decoder = ContextDecoder(tuple(c.decoder_widths), config.data.image_size, channels,
-                           head_widths=tuple(c.decoder_head_widths), channel_fc=c.channel_fc,
+  decoder = ContextDecoder(tuple(c.decoder_widths), config.data.image_size, channels, channel_fc=c.channel_fc,
                            conv_impl=c.conv_impl, dtype=jnp.dtype(config.model.dtype))
   return ContextEncoder(build_encoder(config), decoder)
 

@@ -120,12 +120,6 @@ def test_init_keeps_the_encoder_where_the_evals_read_it(config_of):
   assert set(state["batch_stats"]) == {"encoder", "decoder"}
   features = jax.eval_shape(lambda p, s: inpainting.embed(p, s, batch, config), params, state)
   assert features.shape == (4, 4 * config.model.encoder_kwargs.widths[-1])  # pooled_grid of the whole image
-  # Decoder head layers sit at the feature map's resolution, inside the decoder, not the encoder the evals read.
-  config.inpainting.decoder_head_widths = (12, 12)
-  with_head, _ = jax.eval_shape(lambda key: inpainting.init(config, key, batch), jax.random.PRNGKey(0))
-  assert with_head["encoder"] == params["encoder"]
-  assert with_head["decoder"]["head2_conv"]["kernel"].shape == (3, 3, 12, 12)
-  assert with_head["decoder"]["head1_conv"]["kernel"].shape[2] == config.model.encoder_kwargs.widths[-1]
 
 
 # --------------------------------------------------------------------------------------------------- learning
