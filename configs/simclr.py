@@ -39,6 +39,15 @@ def _base() -> ml_collections.ConfigDict:
   c.data.image_size = 32  # training view size; the eval view is the full image resized to this
   c.data.max_train_examples = 0  # > 0: keep the first N examples of the train split (tests)
   c.data.max_eval_examples = 0
+  # tfds only. '' = TFDS_DATA_DIR, or tfds' default (~/tensorflow_datasets).
+  c.data.tfds_data_dir = ""
+  # Streamed tfds training data (ssljax/data/images.py:TfdsTrainData): the split is cut into num_shards equal
+  # contiguous ranges, each filling batch_size/num_shards rows of every batch, and each process reads
+  # num_shards/processes of them. The batches depend on num_shards and seed, never on the process count.
+  c.data.num_shards = 32
+  # Encoded examples held for shuffling, summed over the shards (each shard shuffles shuffle_buffer/num_shards
+  # of its own); a process holds its shards' share.
+  c.data.shuffle_buffer = 16384
 
   c.model = ml_collections.ConfigDict()
   c.model.encoder = "resnet18"
@@ -80,6 +89,15 @@ def _base() -> ml_collections.ConfigDict:
   c.evals.baselines = ("raw_pixels", "random_init")
   c.evals.plots = True
   c.evals.batch_size = 1024
+  c.evals.max_train_examples = 0  # > 0: the probes and fine-tuning use the first N labelled training examples
+  # Fine-tuning the whole encoder with a new head (ssljax/evals/finetune.py), as the image pretext tasks do; off
+  # by default here, where the probes are the published figures.
+  c.evals.finetune = False
+  c.evals.finetune_batch_size = 256
+  c.evals.finetune_learning_rate = 1e-3  # AdamW, warm-up then linear decay
+  c.evals.finetune_epochs = 30.0
+  c.evals.finetune_min_steps = 100
+  c.evals.finetune_max_steps = 10000
   return c
 
 
@@ -92,6 +110,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.data.name = "imagenet2012"
     c.data.image_size = 224
     c.data.eval_split = "validation"
+    c.data.num_shards = 64  # up to 64 hosts; batch sizes are multiples of 64
+    c.data.shuffle_buffer = 32768  # 512 JPEGs a shard: ~3.6 GB on one host, 1/P of it on each of P
+    # Every process decodes the probes' examples at 224x224x3: 100k are 15 GB of host memory (all 1.28M would
+    # be 190 GB).
+    c.evals.max_train_examples = 100_000
     c.batch_size = 4096
     c.model.encoder = "resnet50"
     c.model.encoder_kwargs = ml_collections.ConfigDict({"stem": "imagenet"})

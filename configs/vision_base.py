@@ -35,6 +35,15 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
   c.data.image_size = 32
   c.data.max_train_examples = 0  # > 0: keep the first N examples of the train split (tests)
   c.data.max_eval_examples = 0
+  # tfds only. '' = TFDS_DATA_DIR, or tfds' default (~/tensorflow_datasets).
+  c.data.tfds_data_dir = ""
+  # Streamed tfds training data (ssljax/data/images.py:TfdsTrainData): the split is cut into num_shards equal
+  # contiguous ranges, each filling batch_size/num_shards rows of every batch, and each process reads
+  # num_shards/processes of them. The batches depend on num_shards and seed, never on the process count.
+  c.data.num_shards = 32
+  # Encoded examples held for shuffling, summed over the shards (each shard shuffles shuffle_buffer/num_shards
+  # of its own); a process holds its shards' share.
+  c.data.shuffle_buffer = 16384
 
   c.model = ml_collections.ConfigDict()
   c.model.encoder = "resnet18"
@@ -64,6 +73,7 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
   c.evals.baselines = ("random_init",)
   c.evals.plots = True
   c.evals.batch_size = 1024
+  c.evals.max_train_examples = 0  # > 0: the probes and fine-tuning use the first N labelled training examples
   # Fine-tuning the whole encoder with a new head (ssljax/evals/finetune.py), trained and random-init alike.
   c.evals.finetune = True
   c.evals.finetune_batch_size = 256
@@ -76,6 +86,11 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
     c.data.name = "imagenet2012"
     c.data.image_size = 224
     c.data.eval_split = "validation"
+    c.data.num_shards = 64  # up to 64 hosts; batch sizes are multiples of 64
+    c.data.shuffle_buffer = 32768  # 512 JPEGs a shard: ~3.6 GB on one host, 1/P of it on each of P
+    # Every process decodes the probes' examples at 224x224x3: 100k are 15 GB of host memory (all 1.28M would
+    # be 190 GB).
+    c.evals.max_train_examples = 100_000
     c.model.encoder = "resnet50"
     c.model.encoder_kwargs = ml_collections.ConfigDict({"stem": "imagenet"})
     c.model.dtype = "bfloat16"

@@ -11,14 +11,7 @@ import time
 
 import numpy as np
 
-
-def write_json_atomic(path: str, obj) -> None:
-  """Never leaves a half-written file that looks complete."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+from ssljax import storage
 
 
 def peak_rss_mib() -> float:
@@ -39,7 +32,8 @@ class MetricWriter:
   """Scalars to `metrics.jsonl` and TensorBoard, images to TensorBoard. Only process 0 writes.
 
   TensorBoard events are written with the `tensorboard` package alone: importing TensorFlow for them would
-  add half a gigabyte to runs that never use tf.data (word2vec).
+  add half a gigabyte to runs that never use tf.data (word2vec). Files open through `storage`, so a gs://
+  workdir works (an object store re-uploads a file at each flush).
   """
 
   def __init__(self, workdir: str, *, enabled: bool = True):
@@ -49,10 +43,11 @@ class MetricWriter:
       from tensorboard.compat.proto import event_pb2
       from tensorboard.summary.writer.record_writer import RecordWriter
 
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-      os.makedirs(os.path.join(workdir, "tensorboard"), exist_ok=True)
+      workdir = storage.path(workdir)
+      self._jsonl = (workdir / "metrics.jsonl").open("a")
+      (workdir / "tensorboard").mkdir(parents=True, exist_ok=True)
       name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
-      self._tb_file = open(os.path.join(workdir, "tensorboard", name), "wb")
+      self._tb_file = (workdir / "tensorboard" / name).open("wb")
       self._tb = RecordWriter(self._tb_file)
       self._tb.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
 

@@ -12,8 +12,8 @@ import functools
 import hashlib
 import json
 import os
-import signal
 import time
+import uuid
 from typing import Any
 
 import flax
@@ -24,7 +24,7 @@ import optax
 
 from ssljax import config as config_lib
 from ssljax import metrics as metrics_lib
-from ssljax import methods, optim, sharding
+from ssljax import methods, optim, preemption, sharding, storage
 from ssljax.checkpoint import Checkpointer
 
 
@@ -33,7 +33,13 @@ class TrainingError(RuntimeError):
 
 
 class Preempted(RuntimeError):
-  """SIGTERM arrived; a checkpoint of the current step was saved."""
+  """SIGTERM arrived; every process saved a checkpoint of the same step."""
+
+
+# Seconds a run may take, after SIGTERM, to reach the agreed step and save it before the watchdog ends it.
+PREEMPTION_GRACE_S = float(os.environ.get("SSLJAX_PREEMPTION_GRACE_S", "120"))
+# Seconds a process waits to see the file that process 0 wrote into the workdir.
+SHARED_WORKDIR_TIMEOUT_S = 30.0
 
 
 @flax.struct.dataclass
@@ -48,7 +54,7 @@ class TrainState:
 def params_sha256(params) -> str:
   """sha256 over every leaf's path, dtype, shape and bytes, in sorted path order: equal hashes, equal params."""
   h = hashlib.sha256()
-  leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+  leaves = jax.tree_util.tree_flatten_with_path(sharding.to_host(params))[0]
   for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
     leaf = np.ascontiguousarray(leaf)
     h.update(f"{jax.tree_util.keystr(path)}|{leaf.dtype}|{leaf.shape}|".encode())
@@ -86,20 +92,68 @@ def make_train_step(method, config, tx: optax.GradientTransformation, schedule):
   return train_step
 
 
-def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
+def _prepare_workdir(workdir, config, is_main: bool) -> None:
   """Creates the workdir, or checks that the run in it came from the same config; refuses otherwise."""
-  path = os.path.join(workdir, "config.json")
+  path = workdir / "config.json"
   current = config_lib.to_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
+  if path.exists():
+    previous = json.loads(path.read_text())
     if config_lib.fingerprint(previous) != config_lib.fingerprint(current):
       changed = config_lib.config_diff(previous, current)
       raise config_lib.ConfigError(f"workdir {workdir} holds a run of a different config (changed: "
                                    f"{', '.join(changed)}); use a new --workdir or the original config")
   elif is_main:
-    os.makedirs(workdir, exist_ok=True)
-    metrics_lib.write_json_atomic(path, current)
+    workdir.mkdir(parents=True, exist_ok=True)
+    storage.write_json_atomic(path, current)
+
+
+def _agree(fn, what: str):
+  """Runs `fn` on every process; if it raised on any of them, raises the first failure on all of them, so that
+  no process goes on into a collective that the failed one will never join."""
+  if jax.process_count() == 1:
+    return fn()
+  from jax.experimental import multihost_utils
+
+  error, result = None, None
+  try:
+    result = fn()
+  except (config_lib.ConfigError, sharding.DistributedError, ValueError) as e:
+    error = e
+  message = (f"{type(error).__name__}:{error}" if error is not None else "").encode()[:2000]
+  gathered = multihost_utils.process_allgather(np.frombuffer(message.ljust(2000, b"\0"), np.uint8))
+  failures = [(p, bytes(row).rstrip(b"\0").decode(errors="replace")) for p, row in enumerate(gathered) if row.any()]
+  if error is not None:
+    raise error
+  if failures:
+    process, text = failures[0]
+    kind, _, text = text.partition(":")
+    cls = config_lib.ConfigError if kind == "ConfigError" else sharding.DistributedError
+    raise cls(f"process {process} failed while {what}: {text}")
+  return result
+
+
+def _check_shared_workdir(workdir) -> None:
+  """Every process must see the workdir process 0 writes (Orbax's collective saves hang otherwise): process 0
+  writes a token file there, and each process looks for it."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils
+
+  token = int(multihost_utils.broadcast_one_to_all(np.int64(uuid.uuid4().int % 2**62)))
+  marker = workdir / f".ssljax-process-check-{token:x}"
+  if jax.process_index() == 0:
+    marker.write_text("written by process 0; removed once every process has seen it\n")
+  deadline = time.monotonic() + SHARED_WORKDIR_TIMEOUT_S
+  while not (seen := marker.exists()) and time.monotonic() < deadline:
+    time.sleep(0.5)
+  seen_by = multihost_utils.process_allgather(np.array(seen))
+  if jax.process_index() == 0:
+    marker.unlink()
+  if not seen_by.all():
+    blind = [int(p) for p in np.flatnonzero(~seen_by)]
+    raise sharding.DistributedError(
+        f"processes {blind} of {jax.process_count()} do not see the workdir {workdir} that process 0 writes "
+        "(checked for 30 s): every process needs the same workdir, on a shared filesystem or gs://")
 
 
 def _total_steps(config, steps_per_epoch: int) -> int:
@@ -107,32 +161,6 @@ def _total_steps(config, steps_per_epoch: int) -> int:
   if total <= 0:
     raise config_lib.ConfigError("set total_steps or epochs to a positive number")
   return int(total)
-
-
-class _SigtermFlag:
-  """Turns SIGTERM (preemption, scancel, kill) into a flag that the loop checks between steps."""
-
-  def __init__(self):
-    self.raised = False
-    self._previous = None
-
-  def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    self.raised = True
-
-  def __exit__(self, *exc):
-    signal.signal(signal.SIGTERM, self._previous)
-
-  def agreed(self) -> bool:
-    """All processes stop at the same step, or the collective save would hang."""
-    if jax.process_count() == 1:
-      return self.raised
-    from jax.experimental import multihost_utils
-
-    return bool(np.any(multihost_utils.process_allgather(np.array(self.raised))))
 
 
 def _check_finite(pending: list, last_good: int | None, checkpoint_dir: str) -> list[dict]:
@@ -156,11 +184,10 @@ def _release_free_memory() -> None:
     pass
 
 
-def _last_logged_loss(workdir: str) -> float:
+def _last_logged_loss(workdir) -> float:
   """The loss last written to metrics.jsonl: the final loss of a run resumed at its last step."""
   try:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      lines = [json.loads(line) for line in f if line.strip()]
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return float(lines[-1]["loss"])
   except (OSError, ValueError, KeyError, IndexError):
     return float("nan")
@@ -173,14 +200,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
   steps, final loss, wall time and the sha256 of the final params.
   """
   t_start = time.perf_counter()
-  workdir = os.path.abspath(workdir)
+  workdir = storage.path(workdir)
   method = methods.get_method(config.method)
   is_main = jax.process_index() == 0
-  _prepare_workdir(workdir, config, is_main)
-
   mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
-  train_data = method.load_train_data(config, workdir=workdir)
+
+  def prepare():
+    _prepare_workdir(workdir, config, is_main)
+    sharding.check_batch_size(config.batch_size, mesh)
+
+  _agree(prepare, "preparing the workdir")
+  _check_shared_workdir(workdir)
+  train_data = method.load_train_data(config, workdir=os.fspath(workdir))
   steps_per_epoch = train_data.steps_per_epoch(config.batch_size)
   total_steps = _total_steps(config, steps_per_epoch)
   tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=total_steps,
@@ -221,7 +252,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   final_loss = _last_logged_loss(workdir)
   step = start_step
   try:
-    with _SigtermFlag() as sigterm:
+    with preemption.Preemption(PREEMPTION_GRACE_S) as preempt:
       while step < total_steps:
         batch = sharding.global_batch(next(stream), mesh)
         if compiled is None:
@@ -239,7 +270,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if step == start_step + 1:
           progress.start(step)
         save_now = step % config.checkpoint_every == 0 or step == total_steps
-        stop_now = sigterm.agreed()
+        stop_now = preempt.stop_after(step)
         if save_now or stop_now or step % config.log_every == 0:
           fetched = _check_finite(pending, last_good, checkpointer.directory)
           pending = []
@@ -254,12 +285,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
           last_good = step
         if stop_now:
           checkpointer.wait()
-          raise Preempted(f"SIGTERM at step {step}: checkpoint saved in {checkpointer.directory}; "
+          raise Preempted(f"SIGTERM: every process saved step {step} in {checkpointer.directory}; "
                           "run the same command again to resume")
     checkpointer.wait()
     train_s = time.perf_counter() - t_start
     train_peak_rss_mib = metrics_lib.peak_rss_mib()  # before the evals' own
-    results = method.evaluate(config, workdir=workdir, mesh=mesh, method=method, params=state.params,
+    results = method.evaluate(config, workdir=os.fspath(workdir), mesh=mesh, method=method, params=state.params,
                               method_state=state.method_state, train_data=train_data,
                               initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)), writer=writer,
                               step=step)
@@ -282,6 +313,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
       "params_sha256": params_sha256(state.params),
   }
   if is_main:
-    metrics_lib.write_json_atomic(os.path.join(workdir, "eval.json"), results)
-    metrics_lib.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    storage.write_json_atomic(workdir / "eval.json", results)
+    storage.write_json_atomic(workdir / "summary.json", summary)
   return {"eval": results, "summary": summary}

@@ -1,23 +1,66 @@
 """Running `launch/run.py` as a user would, for the end-to-end tests of every method."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_SIMCLR = "configs/simclr.py:tiny"
 
 
-def run_cli(config: str, workdir, *overrides, wait: bool = True):
+def run_cli(config: str, workdir, *overrides, wait: bool = True, env: dict | None = None):
   """`launch/run.py --config CONFIG --workdir WORKDIR --config.OVERRIDE...`: (returncode, stdout, stderr), or
-  the running process when `wait` is False."""
+  the running process when `wait` is False. `env` adds to (or, with None values, removes from) the environment."""
   cmd = [sys.executable, "launch/run.py", "--config", config, "--workdir", str(workdir),
          *[f"--config.{o}" for o in overrides]]
-  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  full_env = dict(os.environ)
+  for key, value in (env or {}).items():
+    if value is None:
+      full_env.pop(key, None)
+    else:
+      full_env[key] = value
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
   if not wait:
     return proc
   out, err = proc.communicate(timeout=600)
   return proc.returncode, out, err
+
+
+def devices_env(devices: int) -> dict:
+  """The environment of a process that sees `devices` fake CPU devices."""
+  return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def run_processes(config: str, workdirs, *overrides, devices: int = 2, env: dict | None = None, wait: bool = True):
+  """One multi-process run: a process per workdir (the same path for a shared workdir), joined by
+  jax.distributed on 127.0.0.1, each with `devices` fake CPU devices. Returns [(returncode, stdout, stderr)] in
+  process order, or the running processes when `wait` is False."""
+  port = free_port()
+  procs = []
+  for i, workdir in enumerate(workdirs):
+    process_env = {**devices_env(devices), "SSLJAX_COORDINATOR": f"127.0.0.1:{port}",
+                   "SSLJAX_NUM_PROCESSES": str(len(workdirs)), "SSLJAX_PROCESS_ID": str(i), **(env or {})}
+    procs.append(run_cli(config, workdir, *overrides, wait=False, env=process_env))
+  if not wait:
+    return procs
+  results = []
+  try:
+    for proc in procs:
+      out, err = proc.communicate(timeout=600)
+      results.append((proc.returncode, out, err))
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+  return results
 
 
 def wait_for_checkpoint(workdir, step: int, proc, timeout: float = 300) -> None:

@@ -81,7 +81,7 @@ def test_sigterm_saves_then_resumes_exactly(tmp_path, reference_run):
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 143, err[-2000:]
-  assert "preempted: SIGTERM at step" in err
+  assert "preempted: SIGTERM: every process saved step" in err
   saved = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
   assert len(saved) == 1 and 1 <= saved[0] < 10
   rc, _, err = run_cli(tmp_path, *QUICK, "checkpoint_every=1000")

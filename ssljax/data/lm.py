@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 
+from ssljax import storage
 from ssljax.data import DataError
 from ssljax.data import text as text_data
 from ssljax.data import wordpiece
@@ -145,7 +146,7 @@ def load_or_train_tokenizer(directory: str, train_docs: Documents, *, vocab_size
   merges differently from one process to the next (huggingface/tokenizers#1794), so a resumed run, another
   host, or the demo must read the file rather than train again.
   """
-  if os.path.isfile(os.path.join(directory, "tokenizer.json")):
+  if (storage.path(directory) / "tokenizer.json").is_file():
     tok = wordpiece.load(directory)
     if tok.vocab_size != vocab_size:
       raise DataError(f"the tokenizer in {directory} has {tok.vocab_size} tokens but data.vocab_size="
@@ -360,7 +361,7 @@ def load_corpus(data_config, workdir: str | None, *, save_tokenizer: bool = True
   it there (on the training split only), and tokenizes both splits."""
   docs = read_documents(data_config.path, max_paragraphs=data_config.max_paragraphs)
   train_docs, valid_docs = split(docs, data_config.valid_every)
-  directory = os.path.join(workdir, "tokenizer") if workdir else ""
+  directory = os.fspath(storage.path(workdir) / "tokenizer") if workdir else ""
   if directory and not save_tokenizer:  # another process of this run trains it: wait for its file
     _wait_for_main_process("tokenizer trained")
   if directory:

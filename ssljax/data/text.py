@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from ssljax import storage
 from ssljax.data import DataError
 
 HOW_TO_GET = ("point --config.data.path at plain-text file(s), one sentence or paragraph per line "
@@ -273,7 +274,7 @@ def write_word2vec_format(path: str, words, vectors: np.ndarray, *, binary: bool
   """The word2vec.c format every tool reads (gensim's `KeyedVectors.load_word2vec_format`): a header
   `V D`, then one word per line followed by its vector as text or as little-endian float32 bytes.
 
-  Written to a temporary file and renamed, so a file at `path` is always complete.
+  Written whole or not at all (`storage.open_atomic`), so a file at `path` is always complete.
   """
   vectors = np.asarray(vectors, np.float32)
   if len(words) != len(vectors):
@@ -281,8 +282,7 @@ def write_word2vec_format(path: str, words, vectors: np.ndarray, *, binary: bool
   for word in words:
     if not word or any(c.isspace() for c in word):
       raise ValueError(f"word {word!r} is empty or has whitespace; the word2vec format cannot hold it")
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
+  with storage.open_atomic(path, "wb") as f:
     f.write(f"{len(words)} {vectors.shape[1]}\n".encode())
     if binary:
       little = vectors.astype("<f4")
@@ -291,4 +291,3 @@ def write_word2vec_format(path: str, words, vectors: np.ndarray, *, binary: bool
     else:
       for word, row in zip(words, vectors):
         f.write((word + " " + " ".join(f"{x:.6g}" for x in row) + "\n").encode("utf-8"))
-  os.replace(tmp, path)

@@ -8,11 +8,11 @@ BERT-style `vocab.txt` (one token per line, the id is the line number), which ot
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from ssljax import storage
 from ssljax.data import DataError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -59,24 +59,22 @@ class WordPiece:
 
   def save(self, directory: str) -> None:
     """Writes both files next to each other, each atomically (a crash leaves no half-written vocabulary)."""
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, "tokenizer.json.tmp")
-    self._tok.save(tmp)
-    os.replace(tmp, os.path.join(directory, "tokenizer.json"))
-    tmp = os.path.join(directory, "vocab.txt.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    directory = storage.path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with storage.open_atomic(directory / "tokenizer.json", "w") as f:
+      f.write(self._tok.to_str())
+    with storage.open_atomic(directory / "vocab.txt", "w") as f:
       f.write("\n".join(self.vocab) + "\n")
-    os.replace(tmp, os.path.join(directory, "vocab.txt"))
 
 
 def load(directory: str) -> WordPiece:
   from tokenizers import Tokenizer
 
-  path = os.path.join(directory, "tokenizer.json")
-  if not os.path.isfile(path):
+  path = storage.path(directory) / "tokenizer.json"
+  if not path.is_file():
     raise DataError(f"no tokenizer in {directory}: {path} is missing")
   try:
-    return WordPiece(Tokenizer.from_file(path))
+    return WordPiece(Tokenizer.from_str(path.read_text()))
   except Exception as e:  # the Rust side raises its own exception type
     raise DataError(f"{path} is not a tokenizer file: {str(e).splitlines()[0]}") from None
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from ssljax import sharding
 
@@ -39,7 +40,9 @@ def _functions(apply: Callable, weight_decay: float):
     return loss, state
 
   @jax.jit
-  def step(p, state, opt_state, batch, labels, rng, learning_rate):
+  def step(p, state, opt_state, batch, labels, seed, i, learning_rate):
+    # The key is made inside: a key array made outside lives on one local device, which other processes lack.
+    rng = jax.random.fold_in(jax.random.PRNGKey(seed), i)
     (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, state, batch, labels, rng)
     updates, opt_state = tx.update(grads, opt_state, p)
     updates = jax.tree.map(lambda u: learning_rate * u, updates)
@@ -65,31 +68,33 @@ def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray
   """
   mesh = mesh or sharding.make_mesh()
   batch_size = max(batch_size - batch_size % mesh.size, mesh.size)
-  repl, rows = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  repl = sharding.replicated(mesh)
+  rows = lambda x: sharding.host_to_global(x, mesh)  # every process draws the same batch and holds it whole
   warmup = int(warmup_fraction * steps)
   # Linear warm-up to `learning_rate`, then linearly down to zero at the last step.
   rates = learning_rate * np.minimum((np.arange(steps) + 1) / max(warmup, 1),
                                      (steps - np.arange(steps)) / max(steps - warmup, 1)).astype(np.float32)
   tx, step, predict = _functions(apply, float(weight_decay))
 
-  params, state = jax.device_put((params, state or {}), repl)
-  opt_state = jax.device_put(tx.init(params), repl)
+  # Replicated over the mesh (host copies first: a fresh head lives on one local device, which the other
+  # processes cannot read from).
+  params, state = sharding.host_to_global(sharding.to_host((params, state or {})), mesh, P())
+  opt_state = jax.jit(tx.init, out_shardings=repl)(params)
   rng, order, n = np.random.default_rng(seed), np.zeros(0, np.int64), len(train_y)
-  key = jax.random.PRNGKey(seed)
   loss = float("nan")
   for i in range(steps):
     while len(order) < batch_size:
       order = np.concatenate([order, rng.permutation(n)])
     idx, order = order[:batch_size], order[batch_size:]
-    batch = jax.device_put(prepare({k: v[idx] for k, v in train_x.items()}), rows)
-    params, state, opt_state, loss = step(params, state, opt_state, batch, jax.device_put(train_y[idx], rows),
-                                   jax.random.fold_in(key, i), rates[i])
+    batch = rows(prepare({k: v[idx] for k, v in train_x.items()}))
+    params, state, opt_state, loss = step(params, state, opt_state, batch, rows(train_y[idx]), np.int32(seed),
+                                          np.int32(i), rates[i])
   correct = 0
   for start in range(0, len(test_y), batch_size):
     idx = np.arange(start, start + batch_size)
     valid = idx < len(test_y)
     idx = np.where(valid, idx, 0)
-    batch = jax.device_put(prepare({k: v[idx] for k, v in test_x.items()}), rows)
-    pred = np.asarray(jax.device_get(predict(params, state, batch)))
+    batch = rows(prepare({k: v[idx] for k, v in test_x.items()}))
+    pred = sharding.to_host(predict(params, state, batch))
     correct += int(np.sum((pred == test_y[idx]) & valid))
-  return {"top1": correct / len(test_y), "final_train_loss": float(loss)}
+  return {"top1": correct / len(test_y), "final_train_loss": float(sharding.to_host(loss))}

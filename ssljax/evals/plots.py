@@ -10,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import io
 import os
 
 import matplotlib
@@ -20,26 +21,28 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from ssljax import storage  # noqa: E402
+
 __all__ = ["neighbors_plot", "perplexity_by_source", "side_by_side", "tsne_plot"]
 
 _MAX_LEGEND_CLASSES = 20  # beyond this a legend hides the plot and no colour map separates them
 
 
 def _save(fig: plt.Figure, path) -> tuple[str, np.ndarray]:
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  # Written beside, then renamed: an interrupted run leaves no half-written PNG under the real name.
-  partial = f"{path}.partial.png"
+  target = storage.path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  png = io.BytesIO()
   try:
-    fig.savefig(partial, dpi=100, bbox_inches="tight", facecolor="white")
-    os.replace(partial, path)
+    fig.savefig(png, format="png", dpi=100, bbox_inches="tight", facecolor="white")
   finally:
     plt.close(fig)
-    if os.path.exists(partial):
-      os.remove(partial)
-  # Read the file back so the returned array is exactly what was written.
-  image = plt.imread(path)
-  return path, np.round(image * 255).astype(np.uint8)
+  # Whole or not at all, locally or on gs://: an interrupted run leaves no half-written PNG under the real name.
+  with storage.open_atomic(target, "wb") as f:
+    f.write(png.getvalue())
+  # Decoded from the bytes written, so the returned array is exactly what the file holds.
+  png.seek(0)
+  image = plt.imread(png, format="png")
+  return os.fspath(path), np.round(image * 255).astype(np.uint8)
 
 
 def tsne_plot(features, labels, path, *, class_names=None, title: str = "",

@@ -12,6 +12,7 @@ that trains on unlabelled colour photos (colorization) is evaluated on Fashion-M
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import flax.linen as nn
@@ -26,14 +27,15 @@ from ssljax.evals import finetune, knn, linear, plots
 
 
 def embed_split(method, params, method_state, split, config, mesh) -> np.ndarray:
-  """Features of every image of `split`, computed on the mesh in fixed-size batches."""
+  """Features of every image of `split`, computed on the mesh in fixed-size batches; every process holds the
+  whole split and gets all the features (the probes run on the host, the same numbers on every process)."""
   batch_size = config.evals.batch_size
-  sharding.check_batch_size(batch_size, mesh)
+  sharding.check_batch_size(batch_size, mesh, "evals.batch_size")
   repl, rows = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  fn = jax.jit(lambda p, s, b: method.embed(p, s, b, config), in_shardings=(repl, repl, rows), out_shardings=rows)
+  fn = jax.jit(lambda p, s, b: method.embed(p, s, b, config), in_shardings=(repl, repl, rows), out_shardings=repl)
   out = []
   for batch, valid in image_data.eval_batches(split, batch_size):
-    out.append(np.asarray(jax.device_get(fn(params, method_state, sharding.global_batch(batch, mesh))))[:valid])
+    out.append(sharding.to_host(fn(params, method_state, sharding.host_to_global(batch, mesh)))[:valid])
   return np.concatenate(out)
 
 
@@ -61,7 +63,13 @@ def eval_data(config, train_data) -> tuple[image_data.ImageSplit, image_data.Ima
   if d is not None and d.get("name"):
     return (image_data.load_split(d, d.train_split, d.max_train_examples),
             image_data.load_split(d, d.eval_split, d.max_eval_examples))
-  return train_data, image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
+  test = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
+  limit = config.evals.get("max_train_examples", 0)
+  if not isinstance(train_data, image_data.ImageSplit):  # streamed: the probes read the first labelled examples
+    return image_data.load_split(config.data, config.data.train_split, limit or config.data.max_train_examples), test
+  if limit and limit < len(train_data.labels):
+    train_data = dataclasses.replace(train_data, images=train_data.images[:limit], labels=train_data.labels[:limit])
+  return train_data, test
 
 
 def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_data, initial_state=None,

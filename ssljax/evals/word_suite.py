@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import numpy as np
 
 from ssljax.config import ConfigError
@@ -21,9 +22,11 @@ def _existing(path: str, key: str) -> str:
 def evaluate(config, *, workdir: str, vectors: np.ndarray, words, writer=None, step: int = 0) -> dict:
   e = config.evals
   words = list(words)
+  is_main = jax.process_index() == 0  # every process computes the same numbers; one writes files
   # Export first: the vectors are the product; a failing eval file must not cost them.
-  text.write_word2vec_format(os.path.join(workdir, "vectors.txt"), words, vectors, binary=False)
-  text.write_word2vec_format(os.path.join(workdir, "vectors.bin"), words, vectors, binary=True)
+  if is_main:
+    text.write_word2vec_format(os.path.join(workdir, "vectors.txt"), words, vectors, binary=False)
+    text.write_word2vec_format(os.path.join(workdir, "vectors.bin"), words, vectors, binary=True)
 
   analogy = word_evals.analogy_accuracy(vectors, words, _existing(e.analogies, "analogies"),
                                         restrict_vocab=e.restrict_vocab, batch_size=256)
@@ -43,7 +46,7 @@ def evaluate(config, *, workdir: str, vectors: np.ndarray, words, writer=None, s
 
   for word, neighbours in word_evals.nearest_neighbors(vectors, words, list(e.neighbors), k=8).items():
     print(f"  {word}: " + ", ".join(f"{w} {s:.2f}" for w, s in neighbours), flush=True)
-  if e.plots:
+  if e.plots and is_main:
     try:
       _, image = word_evals.words_pca_plot(vectors, words, os.path.join(workdir, "words_pca.png"),
                                            title=f"{config.method}: countries and capitals (PCA)")

@@ -155,8 +155,9 @@ def pretraining_metrics(config, params, examples: dict, mesh, *, seed: int) -> d
                       f"{batch_size}")
   total = {}
   for i, start in enumerate(range(0, n, batch_size)):
-    batch = {k: v[start:start + batch_size] for k, v in examples.items()}
-    out = jax.device_get(sums(params, batch, jax.random.PRNGKey(seed + i)))
+    batch = sharding.host_to_global({k: v[start:start + batch_size] for k, v in examples.items()}, mesh)
+    # A host copy of the key: replicated as numpy, where a key array would live on one local device.
+    out = sharding.to_host(sums(params, batch, np.asarray(jax.random.PRNGKey(seed + i))))
     total = {k: total.get(k, 0.0) + float(v) for k, v in out.items()}
   return {"mlm/accuracy": total["mlm_correct"] / total["mlm_weight"],
           "mlm/perplexity": float(np.exp(total["mlm_nll"] / total["mlm_weight"])),

@@ -87,7 +87,7 @@ def check_config(config) -> None:
 
 def check_colour(split, config) -> None:
   """ConfigError naming the dataset when the training images are not RGB: there is no colour to predict."""
-  channels = split.images.shape[-1]
+  channels = split.example_batch(1)["image"].shape[-1]  # a streamed split has no `.images`
   if channels != 3:
     raise ConfigError(f"colorization needs colour (RGB) training images, but data.name='{config.data.name}' has "
                       f"{channels} channel{'s' if channels != 1 else ''}; train on data.name='skimage_photos' "

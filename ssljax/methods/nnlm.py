@@ -124,11 +124,12 @@ def stream_log_likelihood(model, params, rows: np.ndarray, chunk: int, mesh) -> 
   # The carry is small: replicated, whatever axis holds its rows.
   step = jax.jit(step, in_shardings=(repl, repl, rows_sharding, rows_sharding), out_shardings=(repl, rows_sharding))
   carry = jax.jit(lambda: model.initial_carry(rows.shape[0]), out_shardings=repl)()
-  params = jax.device_put(params, repl)
+  params = sharding.host_to_global(sharding.to_host(params), mesh, jax.sharding.PartitionSpec())
   out = []
   for c in range(0, rows.shape[1] - 1, chunk):
-    carry, nll = step(params, carry, rows[:, c:c + chunk], rows[:, c + 1:c + chunk + 1])
-    out.append(np.asarray(jax.device_get(nll), np.float64))
+    inputs, targets = sharding.host_to_global((rows[:, c:c + chunk], rows[:, c + 1:c + chunk + 1]), mesh)
+    carry, nll = step(params, carry, inputs, targets)
+    out.append(np.asarray(sharding.to_host(nll), np.float64))
   return np.concatenate(out, axis=1)
 
 
@@ -204,7 +205,7 @@ def evaluate(config, *, workdir: str, mesh, params, train_data: lm.TextTrainData
   for i, prompt in enumerate(config.evals.prompts):
     print(f"  sample: {sample(config, params, corpus.tokenizer, prompt, length=40, seed=config.seed + i)}",
           flush=True)
-  if config.evals.plots:
+  if config.evals.plots and jax.process_index() == 0:
     from ssljax.evals import plots
 
     _, image = plots.perplexity_by_source(

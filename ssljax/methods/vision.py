@@ -65,9 +65,11 @@ def finetune_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
   return normalize(crop_flip(images, rng, config, (0.5, 1.0)))
 
 
-def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSplit:
+def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSplit | image_data.TfdsTrainData:
+  """In memory for IDX files and the scikit-image photos; streamed per process for tfds (imagenet2012 does not
+  fit in a host's memory, and each process reads only its own shards)."""
   del workdir
-  return image_data.load_split(config.data, config.data.train_split, config.data.max_train_examples)
+  return image_data.load_train_data(config.data)
 
 
 def encoder_features(params, state, images, config, *, readout: str | None = None, encoder=None) -> jax.Array:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from ssljax import sharding
 from ssljax.config import ConfigError
 from ssljax.data import text
 from ssljax.sharding import DATA_AXIS
@@ -304,6 +305,6 @@ def evaluate(config, *, workdir, params, train_data: text.TokenData, writer=None
   from ssljax.evals import word_suite  # lazy: matplotlib, scipy
 
   del unused
-  vectors = np.asarray(jax.device_get(params["input"]), np.float32)
+  vectors = np.asarray(sharding.to_host(params["input"]), np.float32)
   return word_suite.evaluate(config, workdir=workdir, vectors=vectors, words=train_data.corpus.vocab.words,
                              writer=writer, step=step)

@@ -1,0 +1,108 @@
+"""P processes = 1 process: two local processes joined by jax.distributed on 127.0.0.1 (2 fake CPU devices each)
+against one process with 4 devices, end to end through `launch/run.py`, evals included; and the refusals of a
+multi-process run (a workdir the processes do not share, an unreachable coordinator).
+
+The params agree to float rounding, not bit for bit: a sum over 4 devices is associated differently by the
+in-process all-reduce and by gloo across processes (over 2 devices, a + b = b + a, and the hashes match).
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from ssljax import config as config_lib
+from ssljax.checkpoint import Checkpointer
+
+import launcher
+
+CASES = {
+    # Probes, fine-tuning at two label fractions, the random-init baseline and the pictures.
+    "simclr": ("configs/simclr.py:tiny", ["total_steps=4", "evals.plots=True", "evals.finetune=True",
+                                          "evals.finetune_min_steps=3", "evals.finetune_max_steps=3",
+                                          "evals.label_fractions=(1.0,0.1)"]),
+    "bert": ("configs/bert.py:tiny", ["total_steps=6", "evals.label_fractions=(1.0,)"]),
+    "word2vec": ("configs/word2vec.py:tiny", ["epochs=1"]),
+}
+# Files that only process 0 writes; a second writer would show as a second events file or a stray temp file.
+PRODUCTS = {"simclr": ["eval.json", "summary.json", "metrics.jsonl", "config.json", "tsne.png", "neighbors.png"],
+            "bert": ["eval.json", "summary.json", "tokenizer"],
+            "word2vec": ["eval.json", "summary.json", "vectors.txt", "vectors.bin"]}
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def final_params(workdir):
+  checkpointer = Checkpointer(workdir, keep=1, fingerprint=config_lib.fingerprint(read_json(workdir / "config.json")))
+  try:
+    return checkpointer.restore_params(checkpointer.latest_step())
+  finally:
+    checkpointer.close()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_two_processes_match_one(name, tmp_path):
+  config, overrides = CASES[name]
+  one, two = tmp_path / "one", tmp_path / "two"
+  rc, _, err = launcher.run_cli(config, one, *overrides, env=launcher.devices_env(4))
+  assert rc == 0, err[-3000:]
+  if (one / "tokenizer").exists():
+    # WordPiece training breaks ties differently from one process to the next (huggingface/tokenizers#1794):
+    # both runs read the same saved vocabulary, as a resumed run does.
+    shutil.copytree(one / "tokenizer", two / "tokenizer")
+  results = launcher.run_processes(config, [two, two], *overrides, devices=2)
+  for i, (rc, _, err) in enumerate(results):
+    assert rc == 0, f"process {i}: {err[-3000:]}"
+
+  expected, got = read_json(one / "eval.json"), read_json(two / "eval.json")
+  assert sorted(got) == sorted(expected)
+  for key in expected:
+    assert got[key] == pytest.approx(expected[key], abs=1e-5), key
+  summary_one, summary_two = read_json(one / "summary.json"), read_json(two / "summary.json")
+  assert summary_two["num_devices"] == summary_one["num_devices"] == 4
+  assert summary_two["steps"] == summary_one["steps"]
+  # The checkpoints of both runs open here (8 devices): written on 4 devices by one or two processes.
+  params_one, params_two = final_params(one), final_params(two)
+  flat_one = np.concatenate([np.ravel(x) for x in _leaves(params_one)])
+  flat_two = np.concatenate([np.ravel(x) for x in _leaves(params_two)])
+  np.testing.assert_allclose(flat_two, flat_one, rtol=0, atol=1e-5)
+
+  for product in PRODUCTS[name]:
+    assert (two / product).exists(), product
+  assert sorted(os.listdir(two)) == sorted(os.listdir(one))
+  if (two / "tensorboard").exists():
+    assert len(os.listdir(two / "tensorboard")) == 1  # one writer
+
+
+def _leaves(tree):
+  import jax
+
+  return [leaf for _, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0],
+                                     key=lambda kv: jax.tree_util.keystr(kv[0]))]
+
+
+def test_workdirs_not_shared_fail_fast(tmp_path):
+  """A workdir per host (no shared storage) ends on every process with one line, instead of hanging at the first
+  checkpoint; nothing is written in the other process's directory."""
+  a, b = tmp_path / "host0", tmp_path / "host1"
+  results = launcher.run_processes(launcher.TINY_SIMCLR, [a, b], "total_steps=2", "evals.label_fractions=()",
+                                   "evals.baselines=()")
+  for i, (rc, _, err) in enumerate(results):
+    lines = err.strip().splitlines()
+    assert rc == 2, f"process {i}: {err[-2000:]}"
+    assert "do not see the workdir" in lines[-1] and "[1]" in lines[-1], lines[-1]
+  assert not (b / "checkpoints").exists() and not (b / "eval.json").exists()
+
+
+def test_unreachable_coordinator_is_one_line(tmp_path):
+  proc_env = {**launcher.devices_env(1), "SSLJAX_COORDINATOR": f"127.0.0.1:{launcher.free_port()}",
+              "SSLJAX_NUM_PROCESSES": "2", "SSLJAX_PROCESS_ID": "1", "SSLJAX_INIT_TIMEOUT_S": "3"}
+  rc, _, err = launcher.run_cli(launcher.TINY_SIMCLR, tmp_path / "w", env=proc_env)
+  assert rc == 2
+  assert err.strip().splitlines() == [err.strip()] and "could not reach the coordinator" in err, err[-2000:]
+  assert not (tmp_path / "w").exists()
