@@ -123,8 +123,10 @@ def global_batch(local_batch, mesh: Mesh):
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, key: str = "batch_size") -> None:
+  from ssljax.config import ConfigError
+
   if batch_size % mesh.size:
-    raise ValueError(f"{key}={batch_size} is not divisible by the {mesh.size} devices of the mesh "
+    raise ConfigError(f"{key}={batch_size} is not divisible by the {mesh.size} devices of the mesh "
                      f"({jax.process_count()} processes x {jax.local_device_count()} devices)")
 
 

@@ -206,8 +206,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mesh = sharding.make_mesh()
 
   def prepare():
+    sharding.check_batch_size(config.batch_size, mesh)  # before config.json is written: a fixed rerun is welcome
     _prepare_workdir(workdir, config, is_main)
-    sharding.check_batch_size(config.batch_size, mesh)
 
   _agree(prepare, "preparing the workdir")
   _check_shared_workdir(workdir)

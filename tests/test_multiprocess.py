@@ -106,3 +106,11 @@ def test_unreachable_coordinator_is_one_line(tmp_path):
   assert rc == 2
   assert err.strip().splitlines() == [err.strip()] and "could not reach the coordinator" in err, err[-2000:]
   assert not (tmp_path / "w").exists()
+
+
+def test_batch_the_processes_do_not_divide_is_one_line_on_every_process(tmp_path):
+  results = launcher.run_processes(launcher.TINY_SIMCLR, [tmp_path, tmp_path], "batch_size=30", devices=2)
+  for i, (rc, _, err) in enumerate(results):
+    assert rc == 2, f"process {i}: {err[-2000:]}"
+    assert err.strip().count("\n") == 0 and "batch_size=30 is not divisible by the 4 devices" in err, err[-2000:]
+  assert not os.listdir(tmp_path)  # nothing written: the corrected command starts afresh here

@@ -87,6 +87,8 @@ def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray
       order = np.concatenate([order, rng.permutation(n)])
     idx, order = order[:batch_size], order[batch_size:]
     batch = rows(prepare({k: v[idx] for k, v in train_x.items()}))
+    # One step in flight: queued multi-device CPU steps hold host threads that wait for each other (train.py).
+    jax.block_until_ready(loss)
     params, state, opt_state, loss = step(params, state, opt_state, batch, rows(train_y[idx]), np.int32(seed),
                                           np.int32(i), rates[i])
   correct = 0

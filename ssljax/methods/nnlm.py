@@ -170,6 +170,7 @@ def sample(config, params, tokenizer: wordpiece.WordPiece, prompt: str, *, lengt
            temperature: float = 0.8, top_k: int = 40) -> str:
   """A continuation of `prompt` drawn token by token (top-k, temperature), stopping at [SEP]."""
   model = build_model(config, _vocab_size(params))
+  params = sharding.to_host(params)  # one token at a time: on this process's default device, not the mesh
   ids = [wordpiece.CLS_ID] + [int(i) for i in tokenizer.encode(prompt)]
 
   @jax.jit
