@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from ssljax import augment, losses
-from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate, load_train_data,  # noqa: F401
-                                   normalize)
+from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate, finetune_view,  # noqa: F401
+                                   load_train_data, normalize)
 from ssljax.models.heads import ProjectionHead
 
 
