@@ -245,7 +245,7 @@ def tpu_run(args, overrides) -> list[str]:
       f"w=$(curl -sf -H Metadata-Flavor:Google {WORKER_NUMBER_URL} || echo unknown)",
       f'log={TPU_DIR}/logs/worker-"$w".log',
       # tee -p goes on into the log when ssh hangs up, so the run outlives this terminal.
-      f'if [ "$w" = 0 ]; then exec > >(tee -pa "$log") 2>&1; else exec >> "$log" 2>&1; fi',
+      'if [ "$w" = 0 ]; then exec > >(tee -pa "$log") 2>&1; else exec >> "$log" 2>&1; fi',
       f"export {' '.join(env)}",
       f"exec {command}",
   ]))

@@ -28,6 +28,16 @@ def run_cli(config: str, workdir, *overrides, wait: bool = True, env: dict | Non
   return proc.returncode, out, err
 
 
+def assert_params_close(a, b, atol: float = 1e-5) -> None:
+  """Two param trees equal to float rounding, leaf by leaf in sorted path order (as params_sha256 reads them)."""
+  import jax
+  import numpy as np
+
+  flat = lambda tree: np.concatenate([np.ravel(leaf) for _, leaf in sorted(
+      jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda kv: jax.tree_util.keystr(kv[0]))])
+  np.testing.assert_allclose(flat(a), flat(b), rtol=0, atol=atol)
+
+
 def devices_env(devices: int) -> dict:
   """The environment of a process that sees `devices` fake CPU devices."""
   return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}

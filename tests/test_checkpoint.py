@@ -2,14 +2,12 @@
 on any machine, and SIGTERM to one process of a multi-process run makes every process save the same step."""
 
 import json
-import os
 import shutil
 import signal
 import time
 
 import jax
 import numpy as np
-import pytest
 
 from ssljax import config as config_lib
 from ssljax.checkpoint import Checkpointer
@@ -37,12 +35,6 @@ def params_at(workdir, step):
     c.close()
 
 
-def assert_params_close(a, b):
-  leaves = lambda t: [np.ravel(x) for _, x in sorted(jax.tree_util.tree_flatten_with_path(t)[0],
-                                                     key=lambda kv: jax.tree_util.keystr(kv[0]))]
-  np.testing.assert_allclose(np.concatenate(leaves(a)), np.concatenate(leaves(b)), rtol=0, atol=1e-5)
-
-
 def test_saved_on_four_devices_resumes_on_two_and_one(tmp_path):
   run = ["total_steps=6", "checkpoint_every=2", "keep_checkpoints=10", *NO_EVALS]
   four = tmp_path / "four"
@@ -60,7 +52,7 @@ def test_saved_on_four_devices_resumes_on_two_and_one(tmp_path):
     summary = read_json(resumed / "summary.json")
     assert summary["resumed_from"] == 2 and summary["num_devices"] == devices
     # Same steps on another mesh: equal up to the order of the gradient sums.
-    assert_params_close(params_at(resumed, 6), params_at(four, 6))
+    launcher.assert_params_close(params_at(resumed, 6), params_at(four, 6))
 
 
 def test_params_open_on_any_device_count(tmp_path):

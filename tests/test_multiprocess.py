@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pytest
 
 from ssljax import config as config_lib
@@ -67,23 +66,13 @@ def test_two_processes_match_one(name, tmp_path):
   assert summary_two["num_devices"] == summary_one["num_devices"] == 4
   assert summary_two["steps"] == summary_one["steps"]
   # The checkpoints of both runs open here (8 devices): written on 4 devices by one or two processes.
-  params_one, params_two = final_params(one), final_params(two)
-  flat_one = np.concatenate([np.ravel(x) for x in _leaves(params_one)])
-  flat_two = np.concatenate([np.ravel(x) for x in _leaves(params_two)])
-  np.testing.assert_allclose(flat_two, flat_one, rtol=0, atol=1e-5)
+  launcher.assert_params_close(final_params(two), final_params(one))
 
   for product in PRODUCTS[name]:
     assert (two / product).exists(), product
   assert sorted(os.listdir(two)) == sorted(os.listdir(one))
   if (two / "tensorboard").exists():
     assert len(os.listdir(two / "tensorboard")) == 1  # one writer
-
-
-def _leaves(tree):
-  import jax
-
-  return [leaf for _, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0],
-                                     key=lambda kv: jax.tree_util.keystr(kv[0]))]
 
 
 def test_workdirs_not_shared_fail_fast(tmp_path):
