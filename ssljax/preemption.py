@@ -107,5 +107,8 @@ class Preemption:
     self._done.set()
     signal.set_wakeup_fd(self._previous_wakeup)
     signal.signal(signal.SIGTERM, self._previous_handler)
-    os.write(self._write_fd, b"\0")  # wakes the watchdog, which sees the run done and closes its end
+    try:
+      os.write(self._write_fd, b"\0")  # wakes the watchdog, which sees the run done and closes its end
+    except BrokenPipeError:  # it already has: it saw SIGTERM and woke when the run ended
+      pass
     os.close(self._write_fd)
