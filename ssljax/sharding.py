@@ -100,6 +100,37 @@ def initialize_distributed() -> None:
     jax.distributed.initialize(initialization_timeout=int(timeout_s))
 
 
+def agree(fn, what: str):
+  """Runs `fn` on every process; if it raised on any of them, raises the first failure on all of them, so that
+  no process goes on into a collective that the failed one will never join (a process that waits for another's
+  file waits here, too: the all-gather is the barrier).
+
+  A failure elsewhere comes back as a ConfigError when it was one, else as a DistributedError naming the process.
+  """
+  if jax.process_count() == 1:
+    return fn()
+  from jax.experimental import multihost_utils
+
+  from ssljax.config import ConfigError
+
+  error, result = None, None
+  try:
+    result = fn()
+  except (DistributedError, ValueError) as e:  # ValueError: ConfigError and DataError too
+    error = e
+  message = (f"{type(error).__name__}:{error}" if error is not None else "").encode()[:2000]
+  gathered = multihost_utils.process_allgather(np.frombuffer(message.ljust(2000, b"\0"), np.uint8))
+  failures = [(p, bytes(row).rstrip(b"\0").decode(errors="replace")) for p, row in enumerate(gathered) if row.any()]
+  if error is not None:
+    raise error
+  if failures:
+    process, text = failures[0]
+    kind, _, text = text.partition(":")
+    cls = ConfigError if kind == "ConfigError" else DistributedError
+    raise cls(f"process {process} failed while {what}: {text}")
+  return result
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
   """A 1-D data-parallel mesh over all (or the first `num_devices`) devices."""
   devices = jax.devices()

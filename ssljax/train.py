@@ -107,31 +107,6 @@ def _prepare_workdir(workdir, config, is_main: bool) -> None:
     storage.write_json_atomic(path, current)
 
 
-def _agree(fn, what: str):
-  """Runs `fn` on every process; if it raised on any of them, raises the first failure on all of them, so that
-  no process goes on into a collective that the failed one will never join."""
-  if jax.process_count() == 1:
-    return fn()
-  from jax.experimental import multihost_utils
-
-  error, result = None, None
-  try:
-    result = fn()
-  except (config_lib.ConfigError, sharding.DistributedError, ValueError) as e:
-    error = e
-  message = (f"{type(error).__name__}:{error}" if error is not None else "").encode()[:2000]
-  gathered = multihost_utils.process_allgather(np.frombuffer(message.ljust(2000, b"\0"), np.uint8))
-  failures = [(p, bytes(row).rstrip(b"\0").decode(errors="replace")) for p, row in enumerate(gathered) if row.any()]
-  if error is not None:
-    raise error
-  if failures:
-    process, text = failures[0]
-    kind, _, text = text.partition(":")
-    cls = config_lib.ConfigError if kind == "ConfigError" else sharding.DistributedError
-    raise cls(f"process {process} failed while {what}: {text}")
-  return result
-
-
 def _check_shared_workdir(workdir) -> None:
   """Every process must see the workdir process 0 writes (Orbax's collective saves hang otherwise): process 0
   writes a token file there, and each process looks for it."""
@@ -209,7 +184,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     sharding.check_batch_size(config.batch_size, mesh)  # before config.json is written: a fixed rerun is welcome
     _prepare_workdir(workdir, config, is_main)
 
-  _agree(prepare, "preparing the workdir")
+  sharding.agree(prepare, "preparing the workdir")
   _check_shared_workdir(workdir)
   train_data = method.load_train_data(config, workdir=os.fspath(workdir))
   steps_per_epoch = train_data.steps_per_epoch(config.batch_size)

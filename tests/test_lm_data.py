@@ -137,6 +137,10 @@ from ssljax.data import lm
 sharding.initialize_distributed()
 if jax.process_index() == 1:  # must read process 0's file, never train its own
   lm.wordpiece.train = lambda *a, **k: sys.exit("process 1 trained a tokenizer instead of waiting for the file")
+elif sys.argv[3] == "fail":  # process 0 fails while training: process 1 must not wait for the file forever
+  def fail(*a, **k):
+    raise lm.DataError("no paragraphs to train on")
+  lm.wordpiece.train = fail
 config = ml_collections.ConfigDict(dict(path=sys.argv[1], max_paragraphs=0, valid_every=10, vocab_size=300,
                                         lowercase=False))
 corpus = lm.load_corpus(config, sys.argv[2], save_tokenizer=jax.process_index() == 0)
@@ -145,9 +149,11 @@ print(json.dumps({"process": jax.process_index(), "count": jax.process_count(),
 """
 
 
-def test_two_processes_train_one_tokenizer_and_read_the_same_ids(tmp_path):
-  """Process 0 trains and saves the WordPiece vocabulary; process 1 waits at the barrier, then reads that file
-  (WordPiece training is not deterministic, so two trainings could disagree)."""
+@pytest.mark.parametrize("mode", ["ok", "fail"])
+def test_two_processes_train_one_tokenizer_and_read_the_same_ids(tmp_path, mode):
+  """Process 0 trains and saves the WordPiece vocabulary; process 1 waits for it, then reads that file
+  (WordPiece training is not deterministic, so two trainings could disagree). When process 0 fails there,
+  process 1 ends too, with process 0's error."""
   import json
   import socket
   import subprocess
@@ -161,11 +167,18 @@ def test_two_processes_train_one_tokenizer_and_read_the_same_ids(tmp_path):
     env = dict(os.environ, SSLJAX_COORDINATOR=f"127.0.0.1:{port}", SSLJAX_NUM_PROCESSES="2",
                SSLJAX_PROCESS_ID=str(pid))
     procs.append(subprocess.Popen([sys.executable, "-c", _TWO_PROCESS_SCRIPT, os.path.join(ROOT, "tests", "data",
-                                                                                          "lm"), str(tmp_path)],
+                                                                                          "lm"), str(tmp_path), mode],
                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  results = [p.communicate(timeout=120) for p in procs]
+  if mode == "fail":
+    assert [p.returncode for p in procs] != [0, 0]
+    assert results[0][1].strip().splitlines()[-1] == "ssljax.data.DataError: no paragraphs to train on"
+    assert results[1][1].strip().splitlines()[-1] == (
+        "ssljax.sharding.DistributedError: process 0 failed while training the tokenizer: no paragraphs to train on")
+    assert not (tmp_path / "tokenizer").exists()
+    return
   outs = []
-  for p in procs:
-    out, err = p.communicate(timeout=300)
+  for p, (out, err) in zip(procs, results):
     assert p.returncode == 0, err[-2000:]
     outs.append(json.loads(out.strip().splitlines()[-1]))
   assert [o["process"] for o in outs] == [0, 1] and {o["count"] for o in outs} == {2}

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from ssljax import storage
+from ssljax import sharding, storage
 from ssljax.data import DataError
 from ssljax.data import text as text_data
 from ssljax.data import wordpiece
@@ -338,16 +338,6 @@ def next_segment_examples(docs: TokenizedDocs, *, max_len: int, seed: int, cls_i
           "is_next": np.asarray(out_next, np.int32)}
 
 
-def _wait_for_main_process(name: str) -> None:
-  """A barrier across the run's processes (no-op with one): process 0 writes, the others then read."""
-  import jax
-
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices(name)
-
-
 @dataclasses.dataclass(frozen=True)
 class TokenizedCorpus:
   tokenizer: wordpiece.WordPiece
@@ -362,13 +352,15 @@ def load_corpus(data_config, workdir: str | None, *, save_tokenizer: bool = True
   docs = read_documents(data_config.path, max_paragraphs=data_config.max_paragraphs)
   train_docs, valid_docs = split(docs, data_config.valid_every)
   directory = os.fspath(storage.path(workdir) / "tokenizer") if workdir else ""
-  if directory and not save_tokenizer:  # another process of this run trains it: wait for its file
-    _wait_for_main_process("tokenizer trained")
   if directory:
-    tok = load_or_train_tokenizer(directory, train_docs, vocab_size=data_config.vocab_size, save=save_tokenizer,
-                                  lowercase=data_config.lowercase)
-    if save_tokenizer:
-      _wait_for_main_process("tokenizer trained")
+    # One process trains and saves; the others wait for it in `agree` (which also hands them its error, so none
+    # waits forever for a file that will not come), then read the file.
+    train_here = lambda: (load_or_train_tokenizer(directory, train_docs, vocab_size=data_config.vocab_size,
+                                                  lowercase=data_config.lowercase) if save_tokenizer else None)
+    tok = sharding.agree(train_here, "training the tokenizer")
+    if tok is None:
+      tok = load_or_train_tokenizer(directory, train_docs, vocab_size=data_config.vocab_size, save=False,
+                                    lowercase=data_config.lowercase)
   else:
     tok = wordpiece.train(train_docs.all_paragraphs(), vocab_size=data_config.vocab_size,
                           lowercase=data_config.lowercase)
