@@ -47,7 +47,7 @@ def get_config(arg=None):
   c.colorization.input_jitter = 0.0  # random gamma/contrast of the L input (saturation of ab): exp(U(-s, s))
   c.colorization.head_widths = ()  # decoder: 3x3 conv-BN-ReLU layers at the feature map's resolution, first
   c.colorization.decoder_widths = (32,)  # one 2x upsampling + conv-BN-ReLU each; prediction at feature map x 2^k
-  c.colorization.conv_impl = "patches"  # decoder convolutions: patches (fast on CPU) | xla
+  c.colorization.conv_impl = "xla"  # decoder convolutions: xla | patches (ssljax.models.cnn.PatchConv)
   c.colorization.annealed_temperature = 0.38  # pictures: the paper's annealed mean
   c.colorization.eval_examples = 1024  # held-out colour images for colorization/*_rmse; 0: none (no pictures)
   c.colorization.plot_examples = 8  # of those, shown in workdir/colorizations.png
@@ -90,9 +90,7 @@ def get_config(arg=None):
       c.evals.data.max_eval_examples = 256
   elif preset == "cifar10":
     c.colorization.decoder_widths = (128,)  # ResNet-18's 4x4 map -> 8x8 ab
-    c.colorization.conv_impl = "xla"
   elif preset == "imagenet":
     c.batch_size = 256
     c.colorization.decoder_widths = (256, 128, 64)  # ResNet-50's 7x7 map -> 56x56 ab: the paper's stride 4
-    c.colorization.conv_impl = "xla"
   return c

@@ -44,7 +44,7 @@ def get_config(arg=None):
   c.inpainting.decoder_widths = (16, 8)
   c.inpainting.channel_fc = True  # the paper's channel-wise fully-connected layer between encoder and decoder
   c.inpainting.discriminator_widths = (16, 32)
-  c.inpainting.conv_impl = "patches"  # decoder and discriminator: patches (fast on CPU) | xla
+  c.inpainting.conv_impl = "xla"  # decoder and discriminator: xla | patches (ssljax.models.cnn.PatchConv)
   c.inpainting.eval_examples = 1024  # test images whose hole MSE eval.json reports
   c.inpainting.plot_examples = 8  # of those, drawn in workdir/inpaintings.png; 0: none
   if preset == "cpu":
@@ -56,11 +56,9 @@ def get_config(arg=None):
     c.inpainting.plot_examples = 4
   elif preset == "cifar10":
     c.inpainting.decoder_widths = (256, 128, 64)
-    c.inpainting.conv_impl = "xla"
   elif preset == "imagenet":
     c.batch_size = 256
     c.inpainting.region_grid = 8
     c.inpainting.decoder_widths = (512, 256, 128, 64, 32)
     c.inpainting.discriminator_widths = (64, 128, 256)
-    c.inpainting.conv_impl = "xla"
   return c

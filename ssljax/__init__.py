@@ -1,0 +1,9 @@
+"""ssljax: self-supervised learning in JAX/Flax.
+
+Importing it sets XLA:CPU flags before jax starts a backend, where they apply (see ssljax/cpu_flags.py): import
+ssljax before the first jax computation of a notebook.
+"""
+
+from ssljax import cpu_flags as _cpu_flags
+
+_cpu_flags.apply()

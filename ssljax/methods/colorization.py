@@ -212,7 +212,7 @@ class ColorDecoder(nn.Module):
   widths: Sequence[int]
   out_channels: int
   head_widths: Sequence[int] = ()
-  conv_impl: str = "patches"
+  conv_impl: str = "xla"
   dtype: Any = jnp.float32
 
   def _conv_bn_relu(self, x, width, name, train):

@@ -191,7 +191,7 @@ class ContextDecoder(nn.Module):
   image_size: int
   out_channels: int
   channel_fc: bool = True
-  conv_impl: str = "patches"
+  conv_impl: str = "xla"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -230,7 +230,7 @@ class Discriminator(nn.Module):
   """Real or inpainted? Strided 3x3 conv-LeakyReLU stages, a global average and one logit. No BatchNorm: its
   statistics would mix real and inpainted images."""
   widths: Sequence[int] = (16, 32)
-  conv_impl: str = "patches"
+  conv_impl: str = "xla"
   dtype: Any = jnp.float32
 
   @nn.compact

@@ -1,11 +1,11 @@
 """A small CPU-friendly convolutional encoder, and the patch-matmul convolution it is built on.
 
-XLA's convolution backward pass is slow on CPU: the same network written as patch extraction plus one
-matrix multiply per layer trained 1.4-2x faster on a 2-core CPU (forward+backward, batch 512, 28x28).
-Inference alone is the other way round: with XLA's conv the (16, 32, 64) encoder embedded 2.1x more 28x28
-images a second on the same CPU (2444 against 1156; `python benchmarks/small_cnn_convs.py`). `PatchConv` is
-the patch convolution; it keeps `nn.Conv`'s parameter layout, so one parameter tree serves every
-`conv_impl` of `SmallCNN`, and the default ('auto') takes each where it is faster.
+`PatchConv` is the same convolution written as patch extraction plus one matrix multiply. It trained SmallCNN
+1.4-2x faster than XLA's convolution on CPU while jaxlib handed convolutions to YNNPACK; with that fusion off
+(`ssljax.cpu_flags`) XLA's convolution is the faster one both ways (training 1405 against 797 images/s,
+inference 4263 against 1510: benchmarks/small_cnn_convs.py), so it is the default and `conv_impl='patches'`
+the fallback for a jaxlib without the flag. Both keep `nn.Conv`'s parameter layout, so one parameter tree serves
+either.
 """
 from typing import Any, Callable, Sequence
 
@@ -32,6 +32,31 @@ def grid_average_pool(x: jax.Array, grid: int = 2) -> jax.Array:
   return jnp.stack(cells, axis=1).reshape(n, grid * grid * c)
 
 
+def max_pool(x: jax.Array, window: int, strides: int, padding: int = 0) -> jax.Array:
+  """`nn.max_pool(x, (window, window), (strides, strides), ((padding, padding),) * 2)` on (N, H, W, C), with a
+  backward pass that needs no scatter.
+
+  `lax.reduce_window`'s gradient is a select-and-scatter, which XLA:CPU ran as four int32 index arrays the size
+  of the activations and a scatter (about 170 ms of the SimCLR `cpu` step; torch's pooling took 10). Here a
+  window that tiles the map is a reshape and a max, any other the maximum of its window*window strided slices;
+  both differentiate into elementwise selects. Where a window holds equal maxima, the gradient is shared among
+  them instead of going to the first; after a ReLU those ties are zeros, whose gradient the ReLU drops anyway.
+  """
+  if padding:
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=-jnp.inf)
+  n, h, w, c = x.shape
+  oh, ow = (h - window) // strides + 1, (w - window) // strides + 1
+  if window == strides:
+    x = x[:, :oh * window, :ow * window]
+    return x.reshape(n, oh, window, ow, window, c).max(axis=(2, 4))
+  out = None
+  for i in range(window):
+    for j in range(window):
+      tap = x[:, i:i + (oh - 1) * strides + 1:strides, j:j + (ow - 1) * strides + 1:strides]
+      out = tap if out is None else jnp.maximum(out, tap)
+  return out
+
+
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
   # lax's 'SAME' rule: out = ceil(size / stride), extra padding goes after.
   out = -(-size // stride)
@@ -43,7 +68,7 @@ class PatchConv(nn.Module):
   """'SAME'-padded 2-D convolution as k*k shifted slices concatenated on channels, then one matmul.
 
   Numerically `nn.Conv(features, (k, k), strides, padding='SAME')` with the same `kernel` (k, k, C, F)
-  parameter; it exists because its backward pass is much faster than XLA's conv on CPU.
+  parameter; kept for a jaxlib whose convolutions train slowly on CPU (YNNPACK's, where the flag is missing).
   """
   features: int
   kernel_size: int = 3
@@ -85,21 +110,19 @@ class SmallCNN(nn.Module):
   Attributes:
     widths: channels per stage.
     dtype: computation dtype; parameters stay float32.
-    conv_impl: 'auto' (PatchConv when training, nn.Conv at inference: the faster of each on CPU),
-      'patches' (PatchConv always) or 'xla' (nn.Conv always, for accelerators). All use the same
-      parameter tree.
+    conv_impl: 'xla' (nn.Conv) or 'patches' (PatchConv); both use the same parameter tree.
     pool: global readout, 'avg' or 'max'.
   """
   widths: Sequence[int] = (32, 64, 128)
   dtype: Any = jnp.float32
-  conv_impl: str = "auto"
+  conv_impl: str = "xla"
   pool: str = "avg"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if self.conv_impl not in ("auto", "patches", "xla"):
-      raise ValueError(f"conv_impl must be 'auto', 'patches' or 'xla', got {self.conv_impl!r}")
-    if self.conv_impl == "patches" or (self.conv_impl == "auto" and train):
+    if self.conv_impl not in ("patches", "xla"):
+      raise ValueError(f"conv_impl must be 'xla' or 'patches', got {self.conv_impl!r}")
+    if self.conv_impl == "patches":
       conv = lambda f, name: PatchConv(f, 3, dtype=self.dtype, name=name)
     else:
       conv = lambda f, name: nn.Conv(f, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype,
@@ -116,6 +139,6 @@ class SmallCNN(nn.Module):
       for j in range(2):
         x = nn.relu(norm(f"stage{i + 1}_bn{j + 1}")(conv(width, f"stage{i + 1}_conv{j + 1}")(x)))
       if i < len(self.widths) - 1:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, 2, 2)
     pooled = x.mean(axis=(1, 2)) if self.pool == "avg" else x.max(axis=(1, 2))
     return pooled, {"pre_logits": pooled, "feature_map": x, "pooled_grid": grid_average_pool(x, 2)}

@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssljax.models.cnn import conv_kernel_init, grid_average_pool
+from ssljax.models.cnn import conv_kernel_init, grid_average_pool, max_pool
 
 
 def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
@@ -98,7 +98,7 @@ class ResNet(nn.Module):
     x = jnp.asarray(x, self.dtype)
     if self.stem == "imagenet":
       x = nn.relu(norm("stem_bn")(_conv(self.width, 7, 2, self.dtype, "stem_conv")(x)))
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = max_pool(x, 3, 2, padding=1)
     else:
       x = nn.relu(norm("stem_bn")(_conv(self.width, 3, 1, self.dtype, "stem_conv")(x)))
 

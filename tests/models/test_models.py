@@ -1,4 +1,6 @@
 """Tests for ssljax.models: encoders, the patch convolution, heads and the registry."""
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -116,17 +118,6 @@ def test_small_cnn_conv_impls_share_params_and_agree():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4), patch_stats, xla_stats)
 
 
-def test_small_cnn_auto_conv_trains_on_patches_and_infers_with_xla_conv():
-  x = _normal((4, 12, 12, 3))
-  variables = _init(SmallCNN(widths=(8, 16), conv_impl="xla"), x, train=False)
-  auto, xla = SmallCNN(widths=(8, 16)), SmallCNN(widths=(8, 16), conv_impl="xla")
-  uses_xla_conv = lambda train: "conv_general_dilated" in str(jax.make_jaxpr(
-      lambda v: auto.apply(v, x, train=train, mutable=["batch_stats"]))(variables))
-  assert uses_xla_conv(False) and not uses_xla_conv(True)
-  np.testing.assert_allclose(auto.apply(variables, x, train=False)[1]["pooled_grid"],
-                             xla.apply(variables, x, train=False)[1]["pooled_grid"], atol=1e-6)
-
-
 def test_small_cnn_rejects_unknown_conv_impl():
   with pytest.raises(ValueError, match="conv_impl"):
     _init(SmallCNN(conv_impl="fft"), jnp.zeros((1, 8, 8, 1)), train=False)
@@ -211,3 +202,45 @@ def test_get_encoder():
   with pytest.raises(ValueError, match="Unknown encoder 'vgg'.*resnet18.*small_cnn"):
     get_encoder("vgg")
   assert set(models.ENCODERS) >= {"resnet18", "resnet50", "small_cnn"}
+
+
+def _max_pool_reference(x, window, strides, padding):
+  """float64 NumPy max-pool of (N, H, W, C), -inf padding, VALID windows."""
+  x = np.pad(np.asarray(x, np.float64), ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+             constant_values=-np.inf)
+  oh, ow = (x.shape[1] - window) // strides + 1, (x.shape[2] - window) // strides + 1
+  out = np.empty((x.shape[0], oh, ow, x.shape[3]))
+  for i in range(oh):
+    for j in range(ow):
+      out[:, i, j] = x[:, i * strides:i * strides + window, j * strides:j * strides + window].max(axis=(1, 2))
+  return out
+
+
+@pytest.mark.parametrize("window,strides,padding,size", [(2, 2, 0, 8), (2, 2, 0, 7), (3, 2, 1, 8), (3, 2, 1, 9),
+                                                         (3, 1, 1, 5)])
+def test_max_pool_matches_reference_and_nn_max_pool_gradients(window, strides, padding, size):
+  from ssljax.models.cnn import max_pool
+
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))  # no ties: one maximum per window
+  out = max_pool(x, window, strides, padding)
+  np.testing.assert_allclose(out, _max_pool_reference(x, window, strides, padding), rtol=0, atol=0)
+  pads = ((padding, padding), (padding, padding))
+  flax_pool = lambda x: nn.max_pool(x, (window, window), (strides, strides), pads)
+  cotangent = jax.random.normal(jax.random.PRNGKey(1), out.shape)
+  ours = jax.grad(lambda x: jnp.sum(max_pool(x, window, strides, padding) * cotangent))(x)
+  theirs = jax.grad(lambda x: jnp.sum(flax_pool(x) * cotangent))(x)
+  np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("window,strides,padding", [(2, 2, 0), (3, 2, 1)])
+def test_max_pool_backward_has_no_scatter(window, strides, padding):
+  from ssljax.models.cnn import max_pool
+
+  x = jnp.zeros((2, 16, 16, 8))
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(max_pool(x, window, strides, padding) ** 2)))
+  scatters = lambda f: re.findall(r"= \S+ (?:select-and-)?scatter\(", f.lower(x).compile().as_text())
+  assert not scatters(grad)
+  # what it replaces does scatter, so the check can fail
+  pads = ((padding, padding),) * 2
+  theirs = jax.jit(jax.grad(lambda x: jnp.sum(nn.max_pool(x, (window,) * 2, (strides,) * 2, pads) ** 2)))
+  assert scatters(theirs)
