@@ -52,7 +52,8 @@ same cores torch's OpenMP barriers wait for descheduled threads (SimCLR at batch
 work: 1.1 s a step on 2 torch threads, 18 ms on 1). Per setting: the shapes, then ms/step of ours, torch and torch
 channels_last, and the step-0 and step-1 losses; last the ratios torch ms / ours ms (> 1: ours is faster).
 
-Needs torch (`.venv/bin/python -m pip install torch==2.13.0`, the CPU wheel; no torchvision).
+Needs torch 2.13.0, the CPU wheel, and nothing else of the `bench` extra:
+`.venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu`.
 """
 
 from __future__ import annotations
@@ -696,7 +697,8 @@ def main():
     return _child(args)
   import importlib.util
   if importlib.util.find_spec("torch") is None:
-    raise SystemExit("the peer needs torch: .venv/bin/python -m pip install torch==2.13.0 (the CPU wheel)")
+    raise SystemExit("the peer needs torch: .venv/bin/pip install torch==2.13.0 "
+                     "--index-url https://download.pytorch.org/whl/cpu")
   if args.steps < 1 or args.warmup < 0 or args.warmup + args.steps < 2:
     raise SystemExit("need --steps >= 1 and at least 2 steps in all, for the step-0 and step-1 losses")
 
