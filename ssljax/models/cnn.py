@@ -41,7 +41,12 @@ def max_pool(x: jax.Array, window: int, strides: int, padding: int = 0) -> jax.A
   window that tiles the map is a reshape and a max, any other the maximum of its window*window strided slices;
   both differentiate into elementwise selects. Where a window holds equal maxima, the gradient is shared among
   them instead of going to the first; after a ReLU those ties are zeros, whose gradient the ReLU drops anyway.
+  Off the CPU it is `nn.max_pool` itself: accelerators run select-and-scatter well, and their graphs stay as
+  they were.
   """
+  if jax.default_backend() != "cpu":
+    pads = ((padding, padding), (padding, padding))
+    return nn.max_pool(x, (window, window), (strides, strides), pads)
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=-jnp.inf)
   n, h, w, c = x.shape

@@ -244,3 +244,13 @@ def test_max_pool_backward_has_no_scatter(window, strides, padding):
   pads = ((padding, padding),) * 2
   theirs = jax.jit(jax.grad(lambda x: jnp.sum(nn.max_pool(x, (window,) * 2, (strides,) * 2, pads) ** 2)))
   assert scatters(theirs)
+
+
+def test_max_pool_off_the_cpu_is_flax_max_pool(monkeypatch):
+  from ssljax.models import cnn
+
+  x = jnp.zeros((2, 8, 8, 3))
+  reduce_window = lambda: "reduce_window_max" in str(jax.make_jaxpr(lambda x: cnn.max_pool(x, 3, 2, 1))(x))
+  assert not reduce_window()
+  monkeypatch.setattr(cnn.jax, "default_backend", lambda: "gpu")
+  assert reduce_window()
