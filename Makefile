@@ -10,7 +10,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 CORPUS := data/text/corpus.txt.xz
 RAW := data/text/raw/.complete
 
-.PHONY: run test bench data corpus venv clean
+.PHONY: run test lint bench data corpus venv clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,13 @@ $(RAW):
 run: venv data
 	$(PY) launch/run.py --config $(CONFIG) --workdir $(WORKDIR) $(ARGS)
 
-test: venv data
+test: venv data lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+
+# Formatting and lint, both configured in pyproject.toml: `$(VENV)/bin/ruff format .` fixes the first.
+lint: venv
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 bench: venv data
 	$(PY) benchmarks/input_pipeline.py

@@ -69,9 +69,15 @@ INSTALL = ".venv/bin/pip install -e '.[bench]'  (CPU-only torch: see this script
 def make_config(size: str, *, batch: int, seq: int):
   """The `cpu` preset at another size and shape; max_predictions scales as the preset's (15% of 128 -> 20)."""
   config = config_lib.get_config(os.path.join(ROOT, "configs", "bert.py") + ":cpu")
-  return config_lib.apply_overrides(config, [
-      f"bert.size={size}", f"data.max_len={seq}", f"batch_size={batch}",
-      f"bert.max_predictions={math.ceil(config.bert.mask_prob * seq)}"])
+  return config_lib.apply_overrides(
+    config,
+    [
+      f"bert.size={size}",
+      f"data.max_len={seq}",
+      f"batch_size={batch}",
+      f"bert.max_predictions={math.ceil(config.bert.mask_prob * seq)}",
+    ],
+  )
 
 
 def make_batch(rng: np.random.Generator, *, batch: int, seq: int, vocab: int) -> dict:
@@ -82,7 +88,7 @@ def make_batch(rng: np.random.Generator, *, batch: int, seq: int, vocab: int) ->
   tokens[:, -1] = wordpiece.SEP_ID
   for row, sep in enumerate(rng.integers(2, seq - 2, batch)):  # A and B at least one token each
     tokens[row, sep] = wordpiece.SEP_ID
-    segments[row, sep + 1:] = 1
+    segments[row, sep + 1 :] = 1
   return {"tokens": tokens, "segments": segments, "is_next": rng.integers(0, 2, batch, dtype=np.int32)}
 
 
@@ -93,8 +99,9 @@ class Ours:
     self.mesh = sharding.make_mesh(1)
     repl = sharding.replicated(self.mesh)
     # Schedule lengths only shape the learning-rate curve, not the step's cost.
-    self.tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=10_000,
-                                             steps_per_epoch=1_000)
+    self.tx, schedule = optim.make_optimizer(
+      config.optim, batch_size=config.batch_size, total_steps=10_000, steps_per_epoch=1_000
+    )
     # Without data bert.init takes the vocabulary size from the config (and skips the unigram bias start).
     config.data.vocab_size = vocab
     example = jax.tree.map(jnp.asarray, batch_np)
@@ -102,13 +109,22 @@ class Ours:
     def init_state(rng):
       init_rng, train_rng = jax.random.split(rng)
       params, method_state = bert.init(config, init_rng, example, data=None)
-      return train.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
-                              method_state=method_state, rng=train_rng)
+      return train.TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=self.tx.init(params),
+        method_state=method_state,
+        rng=train_rng,
+      )
 
     self.state = jax.jit(init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
     self.batch = sharding.global_batch(batch_np, self.mesh)
-    step_fn = jax.jit(train.make_train_step(bert, config, self.tx, schedule), donate_argnums=0,
-                      in_shardings=(repl, sharding.batch_sharded(self.mesh)), out_shardings=(repl, repl))
+    step_fn = jax.jit(
+      train.make_train_step(bert, config, self.tx, schedule),
+      donate_argnums=0,
+      in_shardings=(repl, sharding.batch_sharded(self.mesh)),
+      out_shardings=(repl, repl),
+    )
     t0 = time.perf_counter()
     with jax.set_mesh(self.mesh):
       self.compiled = step_fn.lower(self.state, self.batch).compile()
@@ -132,18 +148,26 @@ class Peer:
     self.torch = torch
     torch.manual_seed(seed)
     s = BERT_SIZES[config.bert.size]
-    hf_config = transformers.BertConfig(vocab_size=vocab, hidden_size=s["hidden"], num_hidden_layers=s["layers"],
-                                        num_attention_heads=s["heads"], intermediate_size=s["intermediate"],
-                                        max_position_embeddings=512, hidden_dropout_prob=config.bert.dropout,
-                                        attention_probs_dropout_prob=config.bert.dropout)
+    hf_config = transformers.BertConfig(
+      vocab_size=vocab,
+      hidden_size=s["hidden"],
+      num_hidden_layers=s["layers"],
+      num_attention_heads=s["heads"],
+      intermediate_size=s["intermediate"],
+      max_position_embeddings=512,
+      hidden_dropout_prob=config.bert.dropout,
+      attention_probs_dropout_prob=config.bert.dropout,
+    )
     self.model = transformers.BertForPreTraining(hf_config)
     self.model.train()
     self.attn_implementation = getattr(self.model.config, "_attn_implementation", "?")
     params = [p for p in self.model.parameters() if p.requires_grad]
     o = config.optim
     # Decay on kernels only, as optim.decay_mask (embeddings are 2-D in both, so both decay them).
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": o.weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [
+      {"params": [p for p in params if p.ndim > 1], "weight_decay": o.weight_decay},
+      {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
     self.opt = torch.optim.AdamW(groups, lr=o.learning_rate, betas=(o.momentum, o.b2))
     self.clip = o.grad_clip_norm
     self.tokens = torch.from_numpy(batch_np["tokens"]).long()
@@ -164,17 +188,24 @@ class Peer:
     labels = torch.gather(tokens, 1, positions)
     how = torch.rand(positions.shape)
     random_tokens = torch.randint(bert.FIRST_ORDINARY_ID, self.vocab, positions.shape)
-    new = torch.where(how < 0.8, torch.full_like(labels, wordpiece.MASK_ID),
-                      torch.where(how < 0.9, random_tokens, labels))
+    new = torch.where(
+      how < 0.8, torch.full_like(labels, wordpiece.MASK_ID), torch.where(how < 0.9, random_tokens, labels)
+    )
     inputs = tokens.scatter(1, positions, torch.where(weights, new, labels))
-    mlm_labels = torch.full_like(tokens, -100).scatter(1, positions,
-                                                       torch.where(weights, labels, torch.full_like(labels, -100)))
+    mlm_labels = torch.full_like(tokens, -100).scatter(
+      1, positions, torch.where(weights, labels, torch.full_like(labels, -100))
+    )
     return inputs, mlm_labels
 
   def step(self) -> float:
     inputs, mlm_labels = self.mask()
-    out = self.model(input_ids=inputs, token_type_ids=self.segments, attention_mask=self.attention_mask,
-                     labels=mlm_labels, next_sentence_label=self.nsp_labels)
+    out = self.model(
+      input_ids=inputs,
+      token_type_ids=self.segments,
+      attention_mask=self.attention_mask,
+      labels=mlm_labels,
+      next_sentence_label=self.nsp_labels,
+    )
     out.loss.backward()
     if self.clip > 0:
       self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
@@ -201,9 +232,14 @@ def run_size(size: str, args) -> dict:
   out = {"compile_s": ours.compile_s, "attn": peer.attn_implementation}
   for name in times:
     step_s = sum(times[name]) / len(times[name])
-    out[name] = {"ms": 1e3 * step_s, "median_ms": 1e3 * float(np.median(times[name])),
-                 "min_ms": 1e3 * min(times[name]), "tok_s": tokens / step_s,
-                 "loss": losses[name], "params": ours.num_params if name == "ours" else peer.num_params}
+    out[name] = {
+      "ms": 1e3 * step_s,
+      "median_ms": 1e3 * float(np.median(times[name])),
+      "min_ms": 1e3 * min(times[name]),
+      "tok_s": tokens / step_s,
+      "loss": losses[name],
+      "params": ours.num_params if name == "ours" else peer.num_params,
+    }
   return out
 
 
@@ -215,8 +251,12 @@ def main():
   parser.add_argument("--vocab", type=int, default=8192, help="the cpu preset's WordPiece vocabulary")
   parser.add_argument("--steps", type=int, default=10, help="timed steps of each")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each, after compiling ours")
-  parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
-                      help="torch's intra-op threads (default: all cores, as XLA uses)")
+  parser.add_argument(
+    "--torch-threads",
+    type=int,
+    default=os.cpu_count(),
+    help="torch's intra-op threads (default: all cores, as XLA uses)",
+  )
   args = parser.parse_args()
   if args.seq > 512:
     parser.error("--seq exceeds BERT's 512 positions")
@@ -224,24 +264,34 @@ def main():
     import torch
     import transformers
   except ImportError as e:
-    raise SystemExit(f"the peer needs torch and transformers ({e}); install them with:\n  {INSTALL}")
+    raise SystemExit(f"the peer needs torch and transformers ({e}); install them with:\n  {INSTALL}") from None
   torch.set_num_threads(args.torch_threads)
-  print(f"jax {jax.__version__} ({jax.devices()[0].platform}, XLA default threads) | torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads) | transformers {transformers.__version__} | {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.1f}")
-  print(f"batch {args.batch} x seq {args.seq} = {args.batch * args.seq} tokens/step, vocab {args.vocab}, "
-        f"{args.warmup} warm-up + {args.steps} timed steps each, alternating", flush=True)
+  print(
+    f"jax {jax.__version__} ({jax.devices()[0].platform}, XLA default threads) | torch {torch.__version__} "
+    f"({torch.get_num_threads()} threads) | transformers {transformers.__version__} | {os.cpu_count()} cores, "
+    f"load average {os.getloadavg()[0]:.1f}"
+  )
+  print(
+    f"batch {args.batch} x seq {args.seq} = {args.batch * args.seq} tokens/step, vocab {args.vocab}, "
+    f"{args.warmup} warm-up + {args.steps} timed steps each, alternating",
+    flush=True,
+  )
   results = {}
   for size in args.sizes:
     s = BERT_SIZES[size]
     r = results[size] = run_size(size, args)
-    print(f"BERT-{size} (L={s['layers']}, H={s['hidden']}), ours compiled in {r['compile_s']:.1f} s, "
-          f"HF attention '{r['attn']}':")
+    print(
+      f"BERT-{size} (L={s['layers']}, H={s['hidden']}), ours compiled in {r['compile_s']:.1f} s, "
+      f"HF attention '{r['attn']}':"
+    )
     for name in ("ours", "peer"):
       m = r[name]
-      print(f"  {name}: {m['ms']:8.1f} ms/step (median {m['median_ms']:.1f}, min {m['min_ms']:.1f}) | "
-            f"{m['tok_s']:8.0f} tokens/s | "
-            f"{m['params'] / 1e6:.2f}M params | last loss {m['loss']:.3f}", flush=True)
+      print(
+        f"  {name}: {m['ms']:8.1f} ms/step (median {m['median_ms']:.1f}, min {m['min_ms']:.1f}) | "
+        f"{m['tok_s']:8.0f} tokens/s | "
+        f"{m['params'] / 1e6:.2f}M params | last loss {m['loss']:.3f}",
+        flush=True,
+      )
   print("ratio ours/peer, tokens/s:")
   for size, r in results.items():
     print(f"  BERT-{size}: {r['ours']['tok_s'] / r['peer']['tok_s']:.2f}x")

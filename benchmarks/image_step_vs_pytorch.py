@@ -71,13 +71,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SETTINGS = {
-    "simclr": dict(config="configs/simclr.py:cpu", channels=1),
-    "resnet18": dict(config="configs/simclr.py:cifar10", channels=3, batch=128),
-    "rotation": dict(config="configs/rotation.py:cpu", channels=1),
-    "jigsaw": dict(config="configs/jigsaw.py:cpu", channels=1),
-    "relative_position": dict(config="configs/relative_position.py:cpu", channels=1),
-    "inpainting": dict(config="configs/inpainting.py:cpu", channels=1),
-    "colorization": dict(config="configs/colorization.py:cpu", channels=3),
+  "simclr": dict(config="configs/simclr.py:cpu", channels=1),
+  "resnet18": dict(config="configs/simclr.py:cifar10", channels=3, batch=128),
+  "rotation": dict(config="configs/rotation.py:cpu", channels=1),
+  "jigsaw": dict(config="configs/jigsaw.py:cpu", channels=1),
+  "relative_position": dict(config="configs/relative_position.py:cpu", channels=1),
+  "inpainting": dict(config="configs/inpainting.py:cpu", channels=1),
+  "colorization": dict(config="configs/colorization.py:cpu", channels=3),
 }
 TOLERANCE = 1e-5
 
@@ -96,6 +96,7 @@ def _config(s: dict):
 def _images(s: dict, config):
   """The raw batch the one augmented batch is made from: uniform [0, 1) pixels at the preset's image size."""
   import numpy as np
+
   size = config.data.image_size
   return np.random.default_rng(0).random((config.batch_size, size, size, s["channels"]), dtype=np.float32)
 
@@ -125,46 +126,64 @@ def _fixed_simclr(m, config, images, key):
 
 def _fixed_rotation(m, config, images, key):
   x, labels = m.rotate_all(m.train_view(images, key, config))
-  return {"x": x, "labels": labels}, lambda a: {"train_view": lambda images, rng, config: images,
-                                                "rotate_all": lambda images: (a["x"], a["labels"])}
+  return {"x": x, "labels": labels}, lambda a: {
+    "train_view": lambda images, rng, config: images,
+    "rotate_all": lambda images: (a["x"], a["labels"]),
+  }
 
 
 def _fixed_jigsaw(m, config, images, key):
   tiles, labels = m.puzzles(images, key, config)
-  return {"tiles": tiles, "labels": labels}, lambda a: {"puzzles": lambda images, rng, config: (a["tiles"],
-                                                                                                a["labels"])}
+  return {"tiles": tiles, "labels": labels}, lambda a: {
+    "puzzles": lambda images, rng, config: (a["tiles"], a["labels"])
+  }
 
 
 def _fixed_relative_position(m, config, images, key):
   import numpy as np
+
   # The pairing the model makes, for the peer to make the same way.
   pairing = {"centre": np.int32(m.CENTRE), "neighbours": np.asarray(m.NEIGHBOURS, np.int32)}
-  return ({"tiles": m.tile_grid(images, key, config), **pairing},
-          lambda a: {"tile_grid": lambda images, rng, config: a["tiles"]})
+  return (
+    {"tiles": m.tile_grid(images, key, config), **pairing},
+    lambda a: {"tile_grid": lambda images, rng, config: a["tiles"]},
+  )
 
 
 def _fixed_inpainting(m, config, images, key):
   import jax
+
   k_view, k_mask = jax.random.split(key)
   x = m.train_view(images, k_view, config)
-  return ({"images": x, "masks": m.masks_for(config, k_mask, x.shape[0])},
-          lambda a: {"train_view": lambda images, rng, config: a["images"],
-                     "masks_for": lambda config, key, num: a["masks"]})
+  return (
+    {"images": x, "masks": m.masks_for(config, k_mask, x.shape[0])},
+    lambda a: {"train_view": lambda images, rng, config: a["images"], "masks_for": lambda config, key, num: a["masks"]},
+  )
 
 
 def _fixed_colorization(m, config, images, key):
   import jax
+
   k_view, k_jitter = jax.random.split(key)
   lab = m.train_view(images, k_view, config)
   jittered = m.jitter_inputs(lab, k_jitter, config.colorization.input_jitter)
-  return ({"lab": lab, "jittered": jittered},
-          lambda a: {"train_view": lambda images, rng, config: a["lab"],
-                     "jitter_inputs": lambda lab, key, strength: a["jittered"]})
+  return (
+    {"lab": lab, "jittered": jittered},
+    lambda a: {
+      "train_view": lambda images, rng, config: a["lab"],
+      "jitter_inputs": lambda lab, key, strength: a["jittered"],
+    },
+  )
 
 
-FIXED = {"simclr": _fixed_simclr, "rotation": _fixed_rotation, "jigsaw": _fixed_jigsaw,
-         "relative_position": _fixed_relative_position, "inpainting": _fixed_inpainting,
-         "colorization": _fixed_colorization}
+FIXED = {
+  "simclr": _fixed_simclr,
+  "rotation": _fixed_rotation,
+  "jigsaw": _fixed_jigsaw,
+  "relative_position": _fixed_relative_position,
+  "inpainting": _fixed_inpainting,
+  "colorization": _fixed_colorization,
+}
 
 
 @contextlib.contextmanager
@@ -179,6 +198,7 @@ def _swapped(module, replacements: dict):
     def wrapper(*args, **kwargs):
       called.add(name)
       return fn(*args, **kwargs)
+
     return wrapper
 
   for name, fn in replacements.items():
@@ -205,8 +225,9 @@ def run_ours(s: dict, args, npz: str) -> dict:
   inputs, replacements = FIXED[config.method](m, config, images, jax.random.PRNGKey(1))
   params, state = m.init(config, jax.random.PRNGKey(config.seed), {"image": images})
   if set(state) - {"batch_stats"}:
-    raise SystemExit(f"{config.method}'s state holds {sorted(set(state) - {'batch_stats'})}: the peer knows only "
-                     "BatchNorm statistics")
+    raise SystemExit(
+      f"{config.method}'s state holds {sorted(set(state) - {'batch_stats'})}: the peer knows only BatchNorm statistics"
+    )
   arrays = {f"params/{k}": v for k, v in traverse_util.flatten_dict(params, sep="/").items()}
   arrays.update({f"state/{k}": v for k, v in traverse_util.flatten_dict(state, sep="/").items()})
   arrays.update({f"input/{k}": v for k, v in inputs.items()})
@@ -233,20 +254,27 @@ def run_ours(s: dict, args, npz: str) -> dict:
   compiled = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(params, state, opt_state, batch, inputs).compile()
   compile_s = time.perf_counter() - t0
   if called != set(replacements(inputs)):
-    raise SystemExit(f"{config.method}.loss_fn no longer calls {', '.join(sorted(set(replacements(inputs)) - called))}"
-                     ": the step would time augmentation; update this benchmark's FIXED table")
+    raise SystemExit(
+      f"{config.method}.loss_fn no longer calls {', '.join(sorted(set(replacements(inputs)) - called))}"
+      ": the step would time augmentation; update this benchmark's FIXED table"
+    )
   live = {"params": params, "state": state, "opt_state": opt_state}
 
   def step():
-    live["params"], live["state"], live["opt_state"], value = compiled(live["params"], live["state"],
-                                                                       live["opt_state"], batch, inputs)
+    live["params"], live["state"], live["opt_state"], value = compiled(
+      live["params"], live["state"], live["opt_state"], batch, inputs
+    )
     return float(value)  # waits for the step
 
   out = _time_steps(step, args.warmup, args.steps)
-  return {**out, "compile_s": compile_s, "batch": config.batch_size,
-          "params": sum(x.size for x in jax.tree.leaves(params)),
-          "inputs": {k: list(v.shape) for k, v in inputs.items() if v.ndim},
-          "version": f"jax {jax.__version__} ({jax.devices()[0].platform})"}
+  return {
+    **out,
+    "compile_s": compile_s,
+    "batch": config.batch_size,
+    "params": sum(x.size for x in jax.tree.leaves(params)),
+    "inputs": {k: list(v.shape) for k, v in inputs.items() if v.ndim},
+    "version": f"jax {jax.__version__} ({jax.devices()[0].platform})",
+  }
 
 
 # ----------------------------------------------------------------------------------------
@@ -337,6 +365,7 @@ def _torch_models(config, in_channels: int):
 def _nchw(a, channels_last: bool):
   """(N, H, W, C) numpy -> (N, C, H, W) torch, in the layout the run measures."""
   import torch
+
   x = torch.from_numpy(a).permute(0, 3, 1, 2)
   return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
@@ -456,7 +485,7 @@ def _peer_relative_position(config, a, channels_last):
 
     def forward(self, tiles):
       features = self.encoder(tiles)[0].reshape(n, tiles.shape[0] // n, -1)
-      pairs = torch.cat([features[:, centre:centre + 1].expand(-1, k, -1), features[:, neighbours]], dim=-1)
+      pairs = torch.cat([features[:, centre : centre + 1].expand(-1, k, -1), features[:, neighbours]], dim=-1)
       return self.head(F.relu(self.fc(pairs)))
 
   return Pairs(), lambda model: F.cross_entropy(model(tiles).reshape(n * k, k), labels)
@@ -464,6 +493,7 @@ def _peer_relative_position(config, a, channels_last):
 
 def _upsample(x, size: int):
   import torch.nn.functional as F
+
   # jax.image.resize 'linear' when growing: half-pixel centres, edge samples clamped, as align_corners=False.
   return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
@@ -582,9 +612,14 @@ def _peer_colorization(config, a, channels_last):
   return Colorizer(), loss
 
 
-PEERS = {"simclr": _peer_simclr, "rotation": _peer_rotation, "jigsaw": _peer_jigsaw,
-         "relative_position": _peer_relative_position, "inpainting": _peer_inpainting,
-         "colorization": _peer_colorization}
+PEERS = {
+  "simclr": _peer_simclr,
+  "rotation": _peer_rotation,
+  "jigsaw": _peer_jigsaw,
+  "relative_position": _peer_relative_position,
+  "inpainting": _peer_inpainting,
+  "colorization": _peer_colorization,
+}
 
 
 def _load_ours(model, arrays) -> None:
@@ -627,6 +662,7 @@ def _load_ours(model, arrays) -> None:
 def run_torch(s: dict, args, npz: str, channels_last: bool) -> dict:
   import numpy as np
   import torch
+
   torch.set_num_threads(args.threads)
   config = _config(s)
   arrays = np.load(npz)
@@ -656,7 +692,7 @@ SIDES = ("ours", "torch", "torch_cl")
 
 def _child(args) -> None:
   s = json.loads(args.child_setting)
-  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
+  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
   if args.child == "ours":
     out = run_ours(s, args, args.npz)
   else:
@@ -665,9 +701,24 @@ def _child(args) -> None:
 
 
 def _run_side(side: str, s: dict, npz: str, args) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--child-setting", json.dumps(s), "--npz", npz,
-         "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads),
-         "--lr", str(args.lr)]
+  cmd = [
+    sys.executable,
+    os.path.abspath(__file__),
+    "--child",
+    side,
+    "--child-setting",
+    json.dumps(s),
+    "--npz",
+    npz,
+    "--warmup",
+    str(args.warmup),
+    "--steps",
+    str(args.steps),
+    "--threads",
+    str(args.threads),
+    "--lr",
+    str(args.lr),
+  ]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
   if proc.returncode:
     raise SystemExit(f"the {side} process failed:\n{proc.stderr[-3000:]}")
@@ -696,16 +747,21 @@ def main():
   if args.child:
     return _child(args)
   import importlib.util
+
   if importlib.util.find_spec("torch") is None:
-    raise SystemExit("the peer needs torch: .venv/bin/pip install torch==2.13.0 "
-                     "--index-url https://download.pytorch.org/whl/cpu")
+    raise SystemExit(
+      "the peer needs torch: .venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    )
   if args.steps < 1 or args.warmup < 0 or args.warmup + args.steps < 2:
     raise SystemExit("need --steps >= 1 and at least 2 steps in all, for the step-0 and step-1 losses")
 
   threads = min(args.threads, len(os.sched_getaffinity(0)))
-  print(f"{os.cpu_count()} cores, {threads} per side, load average {os.getloadavg()[0]:.1f}; float32, SGD momentum "
-        f"0.9 lr {args.lr}; {args.warmup} warm-up + {args.steps} timed steps (median), each side in a fresh "
-        f"process{'; BATCH OVERRIDDEN: not the benchmark' if args.batch else ''}", flush=True)
+  print(
+    f"{os.cpu_count()} cores, {threads} per side, load average {os.getloadavg()[0]:.1f}; float32, SGD momentum "
+    f"0.9 lr {args.lr}; {args.warmup} warm-up + {args.steps} timed steps (median), each side in a fresh "
+    f"process{'; BATCH OVERRIDDEN: not the benchmark' if args.batch else ''}",
+    flush=True,
+  )
   results, failures, versions = {}, [], {}
   for name in args.settings:
     s = dict(SETTINGS[name])
@@ -717,8 +773,11 @@ def main():
     o = r["ours"]
     versions.update(ours=o["version"], torch=r["torch"]["version"])
     shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in o["inputs"].items())
-    print(f"{name}: {s['config']}, batch {o['batch']}: {shapes}; {o['params']:,} params; compiled in "
-          f"{o['compile_s']:.1f} s", flush=True)
+    print(
+      f"{name}: {s['config']}, batch {o['batch']}: {shapes}; {o['params']:,} params; compiled in "
+      f"{o['compile_s']:.1f} s",
+      flush=True,
+    )
     checks = []
     for side, label in (("torch", "torch"), ("torch_cl", "channels_last")):
       diff, bound, kind = _agreement(o["losses"][0], r[side]["losses"][0])
@@ -726,9 +785,11 @@ def main():
       checks.append(f"{label} {r[side]['losses'][0]:.6f} |diff| {diff:.1e} ({kind}), step 1 |diff| {diff1:.1e}")
       if diff > bound:
         failures.append(f"{name} {label} |diff| {diff:.1e} > {bound:.1e} ({kind})")
-    print(f"  ours {o['median_ms']:8.1f} ms | torch {r['torch']['median_ms']:8.1f} ms | torch channels_last "
-          f"{r['torch_cl']['median_ms']:8.1f} ms | step-0 loss ours {o['losses'][0]:.6f}, " + "; ".join(checks),
-          flush=True)
+    print(
+      f"  ours {o['median_ms']:8.1f} ms | torch {r['torch']['median_ms']:8.1f} ms | torch channels_last "
+      f"{r['torch_cl']['median_ms']:8.1f} ms | step-0 loss ours {o['losses'][0]:.6f}, " + "; ".join(checks),
+      flush=True,
+    )
   print(f"{versions['ours']} against {versions['torch']}")
   print("ratio torch ms / ours ms (> 1: ours faster), contiguous | channels_last:")
   for name, r in results.items():

@@ -34,11 +34,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax
 import numpy as np
+from step_throughput import measure
 
 from ssljax import config as config_lib
 from ssljax import sharding
 from ssljax.data import images
-from step_throughput import measure
 
 SYNTHETIC_NAME = "ssljax_synthetic_imagenet_jpegs"
 STREAMED_CONFIG = "configs/simclr.py:imagenet"
@@ -60,15 +60,21 @@ def _synthetic_builder():
 
   class SsljaxSyntheticImagenetJpegs(tfds.core.GeneratorBasedBuilder):
     """Photo-like JPEGs (a smooth random field plus grain) of ImageNet's typical size, 1000 classes."""
+
     VERSION = tfds.core.Version("1.0.0")
     num_images = 3000  # set by prepare_synthetic
 
     def _info(self):
       return tfds.core.DatasetInfo(
-          builder=self, supervised_keys=("image", "label"),
-          features=tfds.features.FeaturesDict({
-              "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-              "label": tfds.features.ClassLabel(num_classes=1000)}))
+        builder=self,
+        supervised_keys=("image", "label"),
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(num_classes=1000),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples(self.num_images)}
@@ -97,8 +103,10 @@ def prepare_synthetic(directory: str, num_images: int) -> float:
   cls.num_images = num_images
   builder = cls(data_dir=directory)
   if builder.is_prepared() and builder.info.splits["train"].num_examples != num_images:
-    raise SystemExit(f"{directory} holds {builder.info.splits['train'].num_examples} synthetic images, not "
-                     f"{num_images}: pass another --synthetic-dir")
+    raise SystemExit(
+      f"{directory} holds {builder.info.splits['train'].num_examples} synthetic images, not "
+      f"{num_images}: pass another --synthetic-dir"
+    )
   builder.download_and_prepare()
   return builder.info.splits["train"].num_bytes / num_images / 1e3
 
@@ -110,10 +118,14 @@ def in_memory(args) -> None:
   host = pipeline_batches_per_s(stream, sharding.make_mesh(), args.batches)
   step = measure(config, image_shape=split.images.shape[1:], steps=args.steps, warmup=1)
   consumed = 1e3 / step["step_ms"]
-  print(f"input pipeline: {host:.1f} batches/s of {config.batch_size} images = {host * config.batch_size:.0f} "
-        f"images/s ({args.config}, in memory, tf.data -> mesh)")
-  print(f"train step:     {consumed:.2f} steps/s = {consumed * config.batch_size:.0f} images/s "
-        f"({step['step_ms']:.0f} ms/step on {step['devices']}x {step['device']})")
+  print(
+    f"input pipeline: {host:.1f} batches/s of {config.batch_size} images = {host * config.batch_size:.0f} "
+    f"images/s ({args.config}, in memory, tf.data -> mesh)"
+  )
+  print(
+    f"train step:     {consumed:.2f} steps/s = {consumed * config.batch_size:.0f} images/s "
+    f"({step['step_ms']:.0f} ms/step on {step['devices']}x {step['device']})"
+  )
   print(f"ratio pipeline/step: {host / consumed:.1f}x", flush=True)
 
 
@@ -130,20 +142,25 @@ def streamed(args) -> None:
     stream = source.stream(batch_size=STREAMED_BATCH, seed=config.seed, start_step=0)
     host = pipeline_batches_per_s(stream, sharding.make_mesh(), args.streamed_batches) * STREAMED_BATCH
     d = config.data
-    print(f"streamed input pipeline: {host:.0f} images/s, batch {STREAMED_BATCH} of {d.image_size}x{d.image_size}x3 "
-          f"uint8 from {args.streamed_images} JPEGs of 300-400 x 350-450 ({kb:.0f} KB mean; prepared in "
-          f"{prepare_s:.0f} s), {d.num_shards} shards, shuffle buffer {d.shuffle_buffer}, {spe} steps/epoch, "
-          f"1 process on {os.cpu_count()} CPUs, decode + resize on the host, tf.data -> mesh", flush=True)
+    print(
+      f"streamed input pipeline: {host:.0f} images/s, batch {STREAMED_BATCH} of {d.image_size}x{d.image_size}x3 "
+      f"uint8 from {args.streamed_images} JPEGs of 300-400 x 350-450 ({kb:.0f} KB mean; prepared in "
+      f"{prepare_s:.0f} s), {d.num_shards} shards, shuffle buffer {d.shuffle_buffer}, {spe} steps/epoch, "
+      f"1 process on {os.cpu_count()} CPUs, decode + resize on the host, tf.data -> mesh",
+      flush=True,
+    )
   finally:
     if not args.synthetic_dir:
       shutil.rmtree(directory, ignore_errors=True)
   config.batch_size = args.step_batch
   step = measure(config, image_shape=(d.image_size, d.image_size, 3), steps=args.step_steps, warmup=1)
   consumed = 1e3 * args.step_batch / step["step_ms"]
-  print(f"train step:              {consumed:.1f} images/s ({STREAMED_CONFIG}: {config.model.encoder} "
-        f"{config.model.dtype} at {d.image_size}, timed at batch {args.step_batch}: {step['step_ms']:.0f} ms/step on "
-        f"{step['devices']}x {step['device']}, compile {step['compile_s']:.0f} s; per image, so batch "
-        f"{STREAMED_BATCH} would take ~{STREAMED_BATCH / consumed:.0f} s)")
+  print(
+    f"train step:              {consumed:.1f} images/s ({STREAMED_CONFIG}: {config.model.encoder} "
+    f"{config.model.dtype} at {d.image_size}, timed at batch {args.step_batch}: {step['step_ms']:.0f} ms/step on "
+    f"{step['devices']}x {step['device']}, compile {step['compile_s']:.0f} s; per image, so batch "
+    f"{STREAMED_BATCH} would take ~{STREAMED_BATCH / consumed:.0f} s)"
+  )
   print(f"ratio streamed pipeline/step: {host / consumed:.1f}x")
 
 

@@ -50,10 +50,21 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SETTINGS = {
-    "small": dict(image_size=28, channels=1, patch=4, hidden=192, depth=6, heads=3,
-                  dec_hidden=128, dec_depth=2, dec_heads=4, batch=64),
-    "s16": dict(image_size=224, channels=3, patch=16, hidden=384, depth=12, heads=6,
-                dec_hidden=512, dec_depth=8, dec_heads=16, batch=8),
+  "small": dict(
+    image_size=28, channels=1, patch=4, hidden=192, depth=6, heads=3, dec_hidden=128, dec_depth=2, dec_heads=4, batch=64
+  ),
+  "s16": dict(
+    image_size=224,
+    channels=3,
+    patch=16,
+    hidden=384,
+    depth=12,
+    heads=6,
+    dec_hidden=512,
+    dec_depth=8,
+    dec_heads=16,
+    batch=8,
+  ),
 }
 MASK_RATIO, BASE_LR, BETAS, WEIGHT_DECAY = 0.75, 1.5e-4, (0.9, 0.95), 0.05
 
@@ -61,6 +72,7 @@ MASK_RATIO, BASE_LR, BETAS, WEIGHT_DECAY = 0.75, 1.5e-4, (0.9, 0.95), 0.05
 def _images(s: dict):
   """The fixed batch both sides train on: N(0, 1) pixels, as images after mean/std normalization."""
   import numpy as np
+
   rng = np.random.default_rng(0)
   return rng.standard_normal((s["batch"], s["image_size"], s["image_size"], s["channels"]), dtype=np.float32)
 
@@ -96,10 +108,13 @@ def run_ours(s: dict, warmup: int, steps: int) -> dict:
   images = jax.device_put(_images(s))
   n, p = s["batch"], s["patch"]
   num_patches = (s["image_size"] // p) ** 2
-  model = MAE(ViT(patch_size=p, hidden=s["hidden"], depth=s["depth"], heads=s["heads"]),
-              decoder_hidden=s["dec_hidden"], decoder_depth=s["dec_depth"], decoder_heads=s["dec_heads"])
-  tx = optax.adamw(BASE_LR * n / 256, b1=BETAS[0], b2=BETAS[1], weight_decay=WEIGHT_DECAY,
-                   mask=optim.decay_mask)
+  model = MAE(
+    ViT(patch_size=p, hidden=s["hidden"], depth=s["depth"], heads=s["heads"]),
+    decoder_hidden=s["dec_hidden"],
+    decoder_depth=s["dec_depth"],
+    decoder_heads=s["dec_heads"],
+  )
+  tx = optax.adamw(BASE_LR * n / 256, b1=BETAS[0], b2=BETAS[1], weight_decay=WEIGHT_DECAY, mask=optim.decay_mask)
   rng = jax.random.key(0)
 
   def init(rng):
@@ -125,14 +140,17 @@ def run_ours(s: dict, warmup: int, steps: int) -> dict:
   state = {"params": params, "opt_state": opt_state, "step": 0}
 
   def step():
-    state["params"], state["opt_state"], loss = compiled(state["params"], state["opt_state"], images,
-                                                         state["step"])
+    state["params"], state["opt_state"], loss = compiled(state["params"], state["opt_state"], images, state["step"])
     state["step"] += 1
     return float(loss)  # waits for the step
 
   out = _time_steps(step, warmup, steps)
-  return {**out, "params": num_params, "compile_s": compile_s,
-          "version": f"jax {jax.__version__} ({jax.devices()[0].platform})"}
+  return {
+    **out,
+    "params": num_params,
+    "compile_s": compile_s,
+    "version": f"jax {jax.__version__} ({jax.devices()[0].platform})",
+  }
 
 
 # ----------------------------------------------------------------------------------------
@@ -146,6 +164,7 @@ def _import_timm():
   import importlib.util
 
   import torch
+
   spec = importlib.util.find_spec("torchvision")
   if spec is not None and spec.submodule_search_locations:
     try:
@@ -156,6 +175,7 @@ def _import_timm():
         lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
       _TORCHVISION_SHIM.append(lib)
   import timm
+
   return timm
 
 
@@ -178,6 +198,7 @@ def _torch_mae(s: dict):
 
   import torch
   from torch import nn
+
   _import_timm()
   from timm.models.vision_transformer import Block
 
@@ -192,14 +213,16 @@ def _torch_mae(s: dict):
       self.patch_embed = nn.Conv2d(c, h, p, stride=p)
       self.cls_token = nn.Parameter(torch.zeros(1, 1, h))
       self.register_buffer("pos_embed", _sincos_2d(h, grid)[None], persistent=False)
-      self.blocks = nn.ModuleList([Block(h, s["heads"], 4.0, qkv_bias=True, norm_layer=norm)
-                                   for _ in range(s["depth"])])
+      self.blocks = nn.ModuleList(
+        [Block(h, s["heads"], 4.0, qkv_bias=True, norm_layer=norm) for _ in range(s["depth"])]
+      )
       self.norm = norm(h)
       self.decoder_embed = nn.Linear(h, d)
       self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
       self.register_buffer("decoder_pos_embed", _sincos_2d(d, grid)[None], persistent=False)
-      self.decoder_blocks = nn.ModuleList([Block(d, s["dec_heads"], 4.0, qkv_bias=True, norm_layer=norm)
-                                           for _ in range(s["dec_depth"])])
+      self.decoder_blocks = nn.ModuleList(
+        [Block(d, s["dec_heads"], 4.0, qkv_bias=True, norm_layer=norm) for _ in range(s["dec_depth"])]
+      )
       self.decoder_norm = norm(d)
       self.decoder_pred = nn.Linear(d, p * p * c)
       # MAE's initialize_weights.
@@ -255,14 +278,17 @@ def _torch_mae(s: dict):
 
 def run_torch(s: dict, warmup: int, steps: int, threads: int) -> dict:
   import torch
+
   torch.set_num_threads(threads)
   torch.manual_seed(0)
   model = _torch_mae(s)
   model.train()
   images = torch.from_numpy(_images(s)).permute(0, 3, 1, 2).contiguous()  # NCHW, torch's native layout
   params = [q for q in model.parameters() if q.requires_grad]
-  groups = [{"params": [q for q in params if q.ndim > 1], "weight_decay": WEIGHT_DECAY},
-            {"params": [q for q in params if q.ndim <= 1], "weight_decay": 0.0}]
+  groups = [
+    {"params": [q for q in params if q.ndim > 1], "weight_decay": WEIGHT_DECAY},
+    {"params": [q for q in params if q.ndim <= 1], "weight_decay": 0.0},
+  ]
   opt = torch.optim.AdamW(groups, lr=BASE_LR * s["batch"] / 256, betas=BETAS)
 
   def step():
@@ -274,8 +300,13 @@ def run_torch(s: dict, warmup: int, steps: int, threads: int) -> dict:
 
   out = _time_steps(step, warmup, steps)
   import timm
-  return {**out, "params": sum(q.numel() for q in params), "compile_s": 0.0,
-          "version": f"torch {torch.__version__} ({torch.get_num_threads()} threads), timm {timm.__version__}"}
+
+  return {
+    **out,
+    "params": sum(q.numel() for q in params),
+    "compile_s": 0.0,
+    "version": f"torch {torch.__version__} ({torch.get_num_threads()} threads), timm {timm.__version__}",
+  }
 
 
 # ----------------------------------------------------------------------------------------
@@ -284,7 +315,7 @@ def run_torch(s: dict, warmup: int, steps: int, threads: int) -> dict:
 
 def _child(args) -> None:
   s = json.loads(args.child_setting)
-  cores = sorted(os.sched_getaffinity(0))[:args.threads]
+  cores = sorted(os.sched_getaffinity(0))[: args.threads]
   os.sched_setaffinity(0, cores)
   if args.child == "ours":
     out = run_ours(s, args.warmup, args.steps)
@@ -295,16 +326,27 @@ def _child(args) -> None:
 
 
 def _run_side(side: str, s: dict, args) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--child-setting", json.dumps(s),
-         "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads)]
+  cmd = [
+    sys.executable,
+    os.path.abspath(__file__),
+    "--child",
+    side,
+    "--child-setting",
+    json.dumps(s),
+    "--warmup",
+    str(args.warmup),
+    "--steps",
+    str(args.steps),
+    "--threads",
+    str(args.threads),
+  ]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
   if proc.returncode:
     raise SystemExit(f"the {side} process failed:\n{proc.stderr[-3000:]}")
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   t = sorted(out["times"])
   mean = sum(t) / len(t)
-  return {**out, "ms": 1e3 * mean, "median_ms": 1e3 * t[len(t) // 2], "min_ms": 1e3 * t[0],
-          "img_s": s["batch"] / mean}
+  return {**out, "ms": 1e3 * mean, "median_ms": 1e3 * t[len(t) // 2], "min_ms": 1e3 * t[0], "img_s": s["batch"] / mean}
 
 
 def main():
@@ -314,21 +356,28 @@ def main():
     parser.add_argument(f"--{field.replace('_', '-')}", type=int, help=f"override {field} in every setting")
   parser.add_argument("--steps", type=int, default=10, help="timed steps of each")
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each (ours: after compiling)")
-  parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                      help="cores (and torch threads) each side gets (default: all this process may use)")
+  parser.add_argument(
+    "--threads",
+    type=int,
+    default=len(os.sched_getaffinity(0)),
+    help="cores (and torch threads) each side gets (default: all this process may use)",
+  )
   parser.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
   parser.add_argument("--child-setting", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
     return _child(args)
   import importlib.util
+
   missing = [m for m in ("torch", "timm", "torchvision") if importlib.util.find_spec(m) is None]
   if missing:
     raise SystemExit(f"the peer needs {', '.join(missing)}; install it as this script's docstring says")
 
-  print(f"{os.cpu_count()} cores, {args.threads} per side, load average {os.getloadavg()[0]:.1f}; mask ratio "
-        f"{MASK_RATIO}, {args.warmup} warm-up + {args.steps} timed steps, each side in a fresh process",
-        flush=True)
+  print(
+    f"{os.cpu_count()} cores, {args.threads} per side, load average {os.getloadavg()[0]:.1f}; mask ratio "
+    f"{MASK_RATIO}, {args.warmup} warm-up + {args.steps} timed steps, each side in a fresh process",
+    flush=True,
+  )
   results = {}
   for name in args.settings:
     s = dict(SETTINGS[name])
@@ -336,15 +385,21 @@ def main():
       if getattr(args, field) is not None:
         s[field] = getattr(args, field)
     length = (s["image_size"] // s["patch"]) ** 2
-    print(f"{name}: {s['image_size']}x{s['image_size']}x{s['channels']}, patch {s['patch']} ({length} patches, "
-          f"{max(1, int(length * (1 - MASK_RATIO)))} visible), ViT {s['hidden']}/{s['depth']}/{s['heads']}, "
-          f"decoder {s['dec_hidden']}/{s['dec_depth']}/{s['dec_heads']}, batch {s['batch']}", flush=True)
+    print(
+      f"{name}: {s['image_size']}x{s['image_size']}x{s['channels']}, patch {s['patch']} ({length} patches, "
+      f"{max(1, int(length * (1 - MASK_RATIO)))} visible), ViT {s['hidden']}/{s['depth']}/{s['heads']}, "
+      f"decoder {s['dec_hidden']}/{s['dec_depth']}/{s['dec_heads']}, batch {s['batch']}",
+      flush=True,
+    )
     r = results[name] = {side: _run_side(side, s, args) for side in ("ours", "torch")}
     for side, m in r.items():
       compiled = f", compiled in {m['compile_s']:.1f} s" if side == "ours" else ""
-      print(f"  {side:5s}: {m['ms']:8.1f} ms/step (median {m['median_ms']:.1f}, min {m['min_ms']:.1f}) | "
-            f"{m['img_s']:7.1f} images/s | {m['params'] / 1e6:.2f}M params | last loss {m['loss']:.4f} | "
-            f"peak RSS {m['peak_rss_mib']:.0f} MiB | {m['version']}{compiled}", flush=True)
+      print(
+        f"  {side:5s}: {m['ms']:8.1f} ms/step (median {m['median_ms']:.1f}, min {m['min_ms']:.1f}) | "
+        f"{m['img_s']:7.1f} images/s | {m['params'] / 1e6:.2f}M params | last loss {m['loss']:.4f} | "
+        f"peak RSS {m['peak_rss_mib']:.0f} MiB | {m['version']}{compiled}",
+        flush=True,
+      )
   print("ratio ours/torch, images/s:")
   for name, r in results.items():
     print(f"  {name}: {r['ours']['img_s'] / r['torch']['img_s']:.2f}x")

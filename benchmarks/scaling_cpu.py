@@ -23,8 +23,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-SETTINGS = (("1 process x 1 device", 1, 1), ("1 process x 2 devices", 1, 2), ("1 process x 4 devices", 1, 4),
-            ("2 processes x 1 device", 2, 1), ("2 processes x 2 devices", 2, 2))
+SETTINGS = (
+  ("1 process x 1 device", 1, 1),
+  ("1 process x 2 devices", 1, 2),
+  ("1 process x 4 devices", 1, 4),
+  ("2 processes x 1 device", 2, 1),
+  ("2 processes x 2 devices", 2, 2),
+)
 
 
 def _timed(fn, repeats: int) -> float:
@@ -52,20 +57,34 @@ def worker(config_spec: str, steps: int) -> dict:
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   data = method.load_train_data(config)
-  tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=1000,
-                                      steps_per_epoch=data.steps_per_epoch(config.batch_size))
+  tx, schedule = optim.make_optimizer(
+    config.optim,
+    batch_size=config.batch_size,
+    total_steps=1000,
+    steps_per_epoch=data.steps_per_epoch(config.batch_size),
+  )
   example = jax.tree.map(jnp.asarray, data.example_batch(config.batch_size))
 
   def init(rng):
     params, state = method.init(config, rng, example, data=data)
-    return train.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                            method_state=state, rng=rng)
+    return train.TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), method_state=state, rng=rng
+    )
 
   state = jax.jit(init, out_shardings=repl)(jax.random.PRNGKey(0))
-  stream = data.stream(batch_size=config.batch_size, seed=0, start_step=0, process_index=jax.process_index(),
-                       process_count=jax.process_count())
-  step = jax.jit(train.make_train_step(method, config, tx, schedule), donate_argnums=0,
-                 in_shardings=(repl, sharding.batch_sharded(mesh)), out_shardings=(repl, repl))
+  stream = data.stream(
+    batch_size=config.batch_size,
+    seed=0,
+    start_step=0,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  step = jax.jit(
+    train.make_train_step(method, config, tx, schedule),
+    donate_argnums=0,
+    in_shardings=(repl, sharding.batch_sharded(mesh)),
+    out_shardings=(repl, repl),
+  )
   batches = [sharding.global_batch(next(stream), mesh) for _ in range(steps + 2)]
   for batch in batches[:2]:  # compile, warm
     state, metrics = step(state, batch)
@@ -78,13 +97,20 @@ def worker(config_spec: str, steps: int) -> dict:
 
   # The gradient all-reduce of a data-parallel step: one float32 row of the params' size per device, summed.
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  rows = jax.make_array_from_callback((mesh.size, num_params), sharding.batch_sharded(mesh),
-                                      lambda index: np.ones((1, num_params), np.float32))
+  rows = jax.make_array_from_callback(
+    (mesh.size, num_params), sharding.batch_sharded(mesh), lambda index: np.ones((1, num_params), np.float32)
+  )
   all_reduce = jax.jit(lambda x: x.sum(0), out_shardings=repl)
   all_reduce_s = _timed(lambda: all_reduce(rows), 10) if mesh.size > 1 else 0.0
 
-  out = {"step_ms": 1e3 * step_s, "all_reduce_ms": 1e3 * all_reduce_s, "params": num_params,
-         "devices": mesh.size, "processes": jax.process_count(), "batch": config.batch_size}
+  out = {
+    "step_ms": 1e3 * step_s,
+    "all_reduce_ms": 1e3 * all_reduce_s,
+    "params": num_params,
+    "devices": mesh.size,
+    "processes": jax.process_count(),
+    "batch": config.batch_size,
+  }
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
@@ -111,11 +137,18 @@ def run_setting(processes: int, devices: int, config_spec: str, steps: int) -> d
   for i in range(processes):
     process_env = dict(env)
     if processes > 1:
-      process_env.update(SSLJAX_COORDINATOR=f"127.0.0.1:{port}", SSLJAX_NUM_PROCESSES=str(processes),
-                         SSLJAX_PROCESS_ID=str(i))
-    procs.append(subprocess.Popen([sys.executable, __file__, "--worker", "--config", config_spec, "--steps",
-                                   str(steps)], env=process_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True))
+      process_env.update(
+        SSLJAX_COORDINATOR=f"127.0.0.1:{port}", SSLJAX_NUM_PROCESSES=str(processes), SSLJAX_PROCESS_ID=str(i)
+      )
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, __file__, "--worker", "--config", config_spec, "--steps", str(steps)],
+        env=process_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+    )
   outs = [p.communicate() for p in procs]
   for p, (_, err) in zip(procs, outs):
     if p.returncode:
@@ -133,19 +166,21 @@ def main(argv=None) -> int:
     print(json.dumps(worker(args.config, args.steps)), flush=True)
     return 0
   print(f"{args.config}, {args.steps} timed steps per setting, on {os.cpu_count()} CPU cores shared by all devices")
-  print(f"{'setting':<26}{'step ms':>10}{'all-reduce ms':>15}{'share':>8}{'flag all-gather ms':>20}"
-        f"{'sync point us':>15}")
+  print(
+    f"{'setting':<26}{'step ms':>10}{'all-reduce ms':>15}{'share':>8}{'flag all-gather ms':>20}{'sync point us':>15}"
+  )
   results = {}
   for name, processes, devices in SETTINGS:
     r = results[name] = run_setting(processes, devices, args.config, args.steps)
     share = r["all_reduce_ms"] / r["step_ms"]
     gather = f"{r['preempt_allgather_ms']:.3f}" if "preempt_allgather_ms" in r else "-"
     sync = f"{r['preempt_sync_point_us']:.2f}" if "preempt_sync_point_us" in r else "-"
-    print(f"{name:<26}{r['step_ms']:>10.1f}{r['all_reduce_ms']:>15.2f}{share:>8.1%}{gather:>20}{sync:>15}",
-          flush=True)
+    print(f"{name:<26}{r['step_ms']:>10.1f}{r['all_reduce_ms']:>15.2f}{share:>8.1%}{gather:>20}{sync:>15}", flush=True)
   two = results["2 processes x 2 devices"]
-  print(f"params {two['params']:,}, batch {two['batch']}; preemption check per step: all-gather "
-        f"{two['preempt_allgather_ms']:.3f} ms before, sync point {two['preempt_sync_point_us']:.2f} us now")
+  print(
+    f"params {two['params']:,}, batch {two['batch']}; preemption check per step: all-gather "
+    f"{two['preempt_allgather_ms']:.3f} ms before, sync point {two['preempt_sync_point_us']:.2f} us now"
+  )
   ratio = two["step_ms"] / results["1 process x 4 devices"]["step_ms"]
   print(f"step time, 2 processes x 2 devices / 1 process x 4 devices: {ratio:.2f}x")
   return 0

@@ -14,11 +14,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from ssljax.models.cnn import SmallCNN  # noqa: E402
+from ssljax.models.cnn import SmallCNN
 
 
 def images_per_second(fn, batch, seconds: float) -> float:
@@ -38,10 +38,11 @@ def main():
   parser.add_argument("--train-batch", type=int, default=512)
   parser.add_argument("--seconds", type=float, default=5.0)
   args = parser.parse_args()
-  print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; SmallCNN{tuple(args.widths)} on "
-        f"{args.size}x{args.size}x1, jax {jax.__version__}")
-  x = np.random.default_rng(0).random((max(args.infer_batch, args.train_batch), args.size, args.size, 1),
-                                      np.float32)
+  print(
+    f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; SmallCNN{tuple(args.widths)} on "
+    f"{args.size}x{args.size}x1, jax {jax.__version__}"
+  )
+  x = np.random.default_rng(0).random((max(args.infer_batch, args.train_batch), args.size, args.size, 1), np.float32)
   rates = {}
   for impl in ("xla", "patches"):
     model = SmallCNN(widths=tuple(args.widths), conv_impl=impl)
@@ -49,17 +50,25 @@ def main():
     infer = jax.jit(lambda b: model.apply(variables, b, train=False)[1]["pooled_grid"])
 
     def loss(params, b):
-      (_, aux), _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, b, train=True,
-                                mutable=["batch_stats"])
+      (_, aux), _ = model.apply(
+        {"params": params, "batch_stats": variables["batch_stats"]}, b, train=True, mutable=["batch_stats"]
+      )
       return jnp.sum(aux["pooled_grid"] ** 2)
 
     grad = jax.jit(lambda b: jax.grad(loss)(variables["params"], b))
-    rates[impl] = (images_per_second(infer, x[:args.infer_batch], args.seconds),
-                   images_per_second(grad, x[:args.train_batch], args.seconds))
-    print(f"  {impl:7s}: inference {rates[impl][0]:7.0f} images/s (batch {args.infer_batch}) | training step "
-          f"{rates[impl][1]:6.0f} images/s (batch {args.train_batch})", flush=True)
-  print(f"ratio xla/patches, images/s: inference {rates['xla'][0] / rates['patches'][0]:.2f}x, "
-        f"training {rates['xla'][1] / rates['patches'][1]:.2f}x")
+    rates[impl] = (
+      images_per_second(infer, x[: args.infer_batch], args.seconds),
+      images_per_second(grad, x[: args.train_batch], args.seconds),
+    )
+    print(
+      f"  {impl:7s}: inference {rates[impl][0]:7.0f} images/s (batch {args.infer_batch}) | training step "
+      f"{rates[impl][1]:6.0f} images/s (batch {args.train_batch})",
+      flush=True,
+    )
+  print(
+    f"ratio xla/patches, images/s: inference {rates['xla'][0] / rates['patches'][0]:.2f}x, "
+    f"training {rates['xla'][1] / rates['patches'][1]:.2f}x"
+  )
 
 
 if __name__ == "__main__":

@@ -46,16 +46,16 @@ TEXT8_VOCAB = 71290  # text8's vocabulary at min_count 5: word2vec's synthetic c
 # in order against `device.device_kind` ("NVIDIA H100 80GB HBM3" is the SXM part; NVL and PCIe parts are
 # slower and must not match the SXM rows).
 GPU_PEAK_TFLOPS = (
-    (r"H100.*PCIe", "H100 PCIe", {"bf16": 756.5, "tf32": 378.0, "fp32": 51.2}),
-    (r"H100 (80GB HBM3|SXM)", "H100 SXM", {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}),
-    (r"GH200", "GH200", {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}),
-    (r"\bH200\b(?!.*NVL)", "H200 SXM", {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}),
-    (r"A100", "A100", {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}),
-    (r"\bL4\b", "L4", {"bf16": 121.0, "tf32": 60.0, "fp32": 30.3}),
-    (r"\bA10\b", "A10", {"bf16": 125.0, "tf32": 62.5, "fp32": 31.2}),
-    # Volta: no bf16 or TF32 tensor cores; f32 matmuls run on the CUDA cores.
-    (r"V100-SXM2", "V100 SXM2", {"fp32": 15.7}),
-    (r"V100-PCIE", "V100 PCIe", {"fp32": 14.0}),
+  (r"H100.*PCIe", "H100 PCIe", {"bf16": 756.5, "tf32": 378.0, "fp32": 51.2}),
+  (r"H100 (80GB HBM3|SXM)", "H100 SXM", {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+  (r"GH200", "GH200", {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+  (r"\bH200\b(?!.*NVL)", "H200 SXM", {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+  (r"A100", "A100", {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}),
+  (r"\bL4\b", "L4", {"bf16": 121.0, "tf32": 60.0, "fp32": 30.3}),
+  (r"\bA10\b", "A10", {"bf16": 125.0, "tf32": 62.5, "fp32": 31.2}),
+  # Volta: no bf16 or TF32 tensor cores; f32 matmuls run on the CUDA cores.
+  (r"V100-SXM2", "V100 SXM2", {"fp32": 15.7}),
+  (r"V100-PCIE", "V100 PCIe", {"fp32": 14.0}),
 )
 
 
@@ -65,8 +65,9 @@ class Peak:
   note: str  # what the figure is, or why there is none
 
 
-def matmul_precision(compute_dtype: str, *, default_matmul_precision: str | None = None,
-                     tf32_override: str | None = None) -> str:
+def matmul_precision(
+  compute_dtype: str, *, default_matmul_precision: str | None = None, tf32_override: str | None = None
+) -> str:
   """The precision a GPU runs the model's matmuls in: 'bf16', 'tf32', 'fp32', or jax's own name for a
   multi-pass precision ('bfloat16_3x', 'high', ...), which has no single peak.
 
@@ -139,8 +140,9 @@ def loop_hides_matmuls(hlo_text: str) -> bool:
       return False
     seen.add(computation)
     code = computations[computation]
-    return bool(_MATMUL.search(code)) or any(runs_matmul(c, seen) for c in re.findall(r"%([\w.\-]+)", code)
-                                             if c in computations)
+    return bool(_MATMUL.search(code)) or any(
+      runs_matmul(c, seen) for c in re.findall(r"%([\w.\-]+)", code) if c in computations
+    )
 
   loops = re.findall(r"\swhile\(.*?body=%?([\w.\-]+)", hlo_text)
   return any(runs_matmul(b, set()) for b in loops)
@@ -175,8 +177,10 @@ def backend_refusal(smoke: bool) -> str | None:
       print(message, file=sys.stderr)
     return None
   said = f" (jax: {' '.join(' '.join(collect.messages).split())})" if collect.messages else ""
-  return (f"error: jax backend is '{backend}', not a GPU: this script measures a GPU; install jax[cuda] "
-          f"(or run with --smoke on CPU to test the script){said}")
+  return (
+    f"error: jax backend is '{backend}', not a GPU: this script measures a GPU; install jax[cuda] "
+    f"(or run with --smoke on CPU to test the script){said}"
+  )
 
 
 # word2vec.c cuts text into sentences of at most 1000 words (text8 has no line breaks at all).
@@ -192,8 +196,9 @@ def synthetic_token_data(config, vocab_size: int) -> text.TokenData:
   tokens = rng.choice(vocab_size, size=b, p=counts / counts.sum()).astype(np.int32)
   line_starts = np.arange(b) % _SENTENCE_WORDS == 0
   vocab = text.Vocab(words=tuple(f"w{i}" for i in range(vocab_size)), counts=counts)
-  return text.TokenData(text.Corpus(vocab=vocab, tokens=tokens, line_starts=line_starts, raw_tokens=b,
-                                    undecodable_lines=0))
+  return text.TokenData(
+    text.Corpus(vocab=vocab, tokens=tokens, line_starts=line_starts, raw_tokens=b, undecodable_lines=0)
+  )
 
 
 def synthetic_batch(config, image_shape, vocab_size: int = TEXT8_VOCAB) -> tuple[dict, int, object]:
@@ -218,19 +223,25 @@ def measure(config, *, image_shape, steps: int, warmup: int = 3, vocab_size: int
   method = methods.get_method(config.method)
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
-  tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=10_000,
-                                      steps_per_epoch=100)
+  tx, schedule = optim.make_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=10_000, steps_per_epoch=100
+  )
   batch_np, examples, data = synthetic_batch(config, image_shape, vocab_size)
 
   def init(rng):
     params, state = method.init(config, rng, jax.tree.map(jnp.asarray, batch_np), data=data)
-    return train.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                            method_state=state, rng=rng)
+    return train.TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), method_state=state, rng=rng
+    )
 
   state = jax.jit(init, out_shardings=repl)(jax.random.PRNGKey(0))
   batch = sharding.global_batch(batch_np, mesh)
-  step_fn = jax.jit(train.make_train_step(method, config, tx, schedule), donate_argnums=0,
-                    in_shardings=(repl, sharding.batch_sharded(mesh)), out_shardings=(repl, repl))
+  step_fn = jax.jit(
+    train.make_train_step(method, config, tx, schedule),
+    donate_argnums=0,
+    in_shardings=(repl, sharding.batch_sharded(mesh)),
+    out_shardings=(repl, repl),
+  )
   t0 = time.perf_counter()
   with jax.set_mesh(mesh):  # a method's shard_map (word2vec's) finds the mesh here, as in train.py
     compiled = step_fn.lower(state, batch).compile()
@@ -246,20 +257,36 @@ def measure(config, *, image_shape, steps: int, warmup: int = 3, vocab_size: int
   step_s = (time.perf_counter() - t0) / steps
 
   device = jax.devices()[0]
-  precision = matmul_precision(config.get("model", {}).get("dtype", "float32"),
-                               default_matmul_precision=jax.config.jax_default_matmul_precision,
-                               tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"))
+  precision = matmul_precision(
+    config.get("model", {}).get("dtype", "float32"),
+    default_matmul_precision=jax.config.jax_default_matmul_precision,
+    tf32_override=os.environ.get("NVIDIA_TF32_OVERRIDE"),
+  )
   peak = peak_flops(device.device_kind, precision)
   mfu = model_flops_utilization(flops, step_s, peak)
   if loop_hides_matmuls(compiled.as_text()):
-    mfu, peak = None, Peak(peak.flops, "the step runs matmuls in a while loop, whose body XLA's cost analysis "
-                                       "counts once (its FLOPs are a lower bound)")
+    mfu, peak = (
+      None,
+      Peak(
+        peak.flops,
+        "the step runs matmuls in a while loop, whose body XLA's cost analysis "
+        "counts once (its FLOPs are a lower bound)",
+      ),
+    )
   elif not flops:
     peak = Peak(peak.flops, "XLA's cost analysis gave no FLOP count")
-  out = {"device": device.device_kind, "devices": mesh.size, "batch": config.batch_size,
-         "step_ms": 1e3 * step_s, "examples_per_s": examples / step_s, "compile_s": compile_s,
-         "tflops_per_step": flops * mesh.size / 1e12 if flops else None, "precision": precision,
-         "peak_note": peak.note, "mfu": mfu}
+  out = {
+    "device": device.device_kind,
+    "devices": mesh.size,
+    "batch": config.batch_size,
+    "step_ms": 1e3 * step_s,
+    "examples_per_s": examples / step_s,
+    "compile_s": compile_s,
+    "tflops_per_step": flops * mesh.size / 1e12 if flops else None,
+    "precision": precision,
+    "peak_note": peak.note,
+    "mfu": mfu,
+  }
   if "kept_fraction" in metrics:
     out["kept_fraction"] = float(metrics["kept_fraction"])
   return out
@@ -278,15 +305,22 @@ def report(spec: str, config, r: dict, *, smoke: bool, steps: int) -> list[str]:
   else:
     mfu, mfu_short = f"MFU n/a: {r['peak_note']}", "MFU n/a"
   where = f"{r['devices']}x {r['device']}"
-  lines = [f"{spec} on {where}: batch {r['batch']}, {r['step_ms']:.1f} ms/step over {steps} steps, "
-           f"compile {r['compile_s']:.0f} s, {flops}",
-           f"{rate} | matmuls in {r['precision']} | {mfu}"]
+  lines = [
+    f"{spec} on {where}: batch {r['batch']}, {r['step_ms']:.1f} ms/step over {steps} steps, "
+    f"compile {r['compile_s']:.0f} s, {flops}",
+    f"{rate} | matmuls in {r['precision']} | {mfu}",
+  ]
   summary = f"{config.method} | {where} | {rate} | {r['step_ms']:.1f} ms/step"
   if not smoke:
     return lines + [f"summary: {summary} | {mfu_short}"]
-  return ([f"SMOKE RUN: {steps} steps of a tiny config on {where}; these figures check the script, they are "
-           "not a GPU measurement"]
-          + [f"smoke: {line}" for line in lines] + [f"summary: SMOKE, not a GPU figure | {summary}"])
+  return (
+    [
+      f"SMOKE RUN: {steps} steps of a tiny config on {where}; these figures check the script, they are "
+      "not a GPU measurement"
+    ]
+    + [f"smoke: {line}" for line in lines]
+    + [f"summary: SMOKE, not a GPU figure | {summary}"]
+  )
 
 
 def main(argv=None) -> int:
@@ -295,10 +329,17 @@ def main(argv=None) -> int:
   parser.add_argument("--steps", type=int, default=50)
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--image-shape", default="32,32,3", help="H,W,C of the raw uint8 images")
-  parser.add_argument("--vocab-size", type=int, default=TEXT8_VOCAB,
-                      help="words in word2vec's synthetic vocabulary (default: text8's at min_count 5)")
-  parser.add_argument("--smoke", action="store_true",
-                      help=f"{SMOKE_STEPS} steps on any backend, labelled as a smoke run: tests the script")
+  parser.add_argument(
+    "--vocab-size",
+    type=int,
+    default=TEXT8_VOCAB,
+    help="words in word2vec's synthetic vocabulary (default: text8's at min_count 5)",
+  )
+  parser.add_argument(
+    "--smoke",
+    action="store_true",
+    help=f"{SMOKE_STEPS} steps on any backend, labelled as a smoke run: tests the script",
+  )
   args, rest = parser.parse_known_args(argv)
   refusal = backend_refusal(args.smoke)  # before anything is built or timed
   if refusal:
@@ -309,7 +350,7 @@ def main(argv=None) -> int:
     print(f"error: unrecognised argument {unknown[0]} (overrides look like --config.KEY=VALUE)", file=sys.stderr)
     return 2
   try:
-    config = config_lib.get_config(args.config, [r[len("--config."):] for r in rest])
+    config = config_lib.get_config(args.config, [r[len("--config.") :] for r in rest])
   except config_lib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -3,12 +3,12 @@
   python benchmarks/word2vec_vs_gensim.py --corpus data/text/corpus.txt.xz [--epochs 1 5] [--modes skipgram cbow]
 
 Each trainer runs in its own child process and reports its own peak RSS (VmHWM: getrusage's maxrss of a
-child starts at its parent's peak, which inflated gensim's figure to this script's ~460 MiB before): gensim with workers=2 reading the corpus
-as a Python iterable of lines (decompressed first, outside the timing), ours through `launch/run.py` with the
-`cpu` preset. Both vector sets are scored by the same code (ssljax.evals.words). Per setting it prints
-end-to-end wall time (vocabulary scan + training), effective words/s (words left after subsampling per
-second of training, as gensim reports it), peak RSS, analogy / WS353 / SimLex, and last the ratio
-ours/gensim in words/s. Ours has two peaks: the whole process (its evals included) and up to the last training
+child starts at its parent's peak, which inflated gensim's figure to this script's ~460 MiB before): gensim with
+workers=2 reading the corpus as a Python iterable of lines (decompressed first, outside the timing), ours
+through `launch/run.py` with the `cpu` preset. Both vector sets are scored by the same code (ssljax.evals.words).
+Per setting it prints end-to-end wall time (vocabulary scan + training), effective words/s (words left after
+subsampling per second of training, as gensim reports it), peak RSS, analogy / WS353 / SimLex, and last the
+ratio ours/gensim in words/s. Ours has two peaks: the whole process (its evals included) and up to the last training
 step; the memory ratio uses the latter, as gensim's child only trains.
 """
 
@@ -55,8 +55,9 @@ def _run_child(cmd, log_path: str) -> None:
 def run_gensim(corpus_txt: str, epochs: int, mode: str, workdir: str) -> dict:
   vectors = os.path.join(workdir, "gensim.bin")
   log = os.path.join(workdir, "log.txt")
-  _run_child([sys.executable, "-c", GENSIM_CHILD, corpus_txt, str(epochs),
-              "1" if mode == "skipgram" else "0", vectors], log)
+  _run_child(
+    [sys.executable, "-c", GENSIM_CHILD, corpus_txt, str(epochs), "1" if mode == "skipgram" else "0", vectors], log
+  )
   out = json.loads(open(log).read().strip().splitlines()[-1])
   from gensim.models import KeyedVectors
 
@@ -67,9 +68,19 @@ def run_gensim(corpus_txt: str, epochs: int, mode: str, workdir: str) -> dict:
 
 
 def run_ours(corpus: str, epochs: int, mode: str, workdir: str) -> dict:
-  cmd = [sys.executable, "launch/run.py", "--config", "configs/word2vec.py:cpu", "--workdir", workdir,
-         f"--config.data.path={corpus}", f"--config.epochs={epochs}", f"--config.word2vec.mode={mode}",
-         "--config.evals.plots=False", "--config.checkpoint_every=100000"]
+  cmd = [
+    sys.executable,
+    "launch/run.py",
+    "--config",
+    "configs/word2vec.py:cpu",
+    "--workdir",
+    workdir,
+    f"--config.data.path={corpus}",
+    f"--config.epochs={epochs}",
+    f"--config.word2vec.mode={mode}",
+    "--config.evals.plots=False",
+    "--config.checkpoint_every=100000",
+  ]
   _run_child(cmd, os.path.join(os.path.dirname(workdir), os.path.basename(workdir) + ".log"))
   summary = json.load(open(os.path.join(workdir, "summary.json")))
   results = json.load(open(os.path.join(workdir, "eval.json")))
@@ -77,20 +88,26 @@ def run_ours(corpus: str, epochs: int, mode: str, workdir: str) -> dict:
   kept = sum(line["kept_fraction"] for line in lines) / len(lines)
   # Process start to the last step: reading the corpus, vocabulary, compiling, training (evals excluded,
   # as gensim's wall time is build_vocab + train).
-  return {"wall_s": summary["train_wall_s"],
-          "words_per_s": summary["examples_per_sec"] * kept, "peak_rss_mib": summary["peak_rss_mib"],
-          "train_peak_rss_mib": summary["train_peak_rss_mib"],
-          "analogy": results["analogy/total"], "ws353": results["wordsim353/spearman"],
-          "simlex": results["simlex999/spearman"]}
+  return {
+    "wall_s": summary["train_wall_s"],
+    "words_per_s": summary["examples_per_sec"] * kept,
+    "peak_rss_mib": summary["peak_rss_mib"],
+    "train_peak_rss_mib": summary["train_peak_rss_mib"],
+    "analogy": results["analogy/total"],
+    "ws353": results["wordsim353/spearman"],
+    "simlex": results["simlex999/spearman"],
+  }
 
 
 def _score(vectors, words) -> dict:
   from ssljax.evals import words as word_evals
 
   data = os.path.join(ROOT, "ssljax", "evals", "data")
-  return {"analogy": word_evals.analogy_accuracy(vectors, words, f"{data}/questions-words.txt")["total"],
-          "ws353": word_evals.similarity_spearman(vectors, words, f"{data}/wordsim353.tsv")["spearman"],
-          "simlex": word_evals.similarity_spearman(vectors, words, f"{data}/simlex999.txt")["spearman"]}
+  return {
+    "analogy": word_evals.analogy_accuracy(vectors, words, f"{data}/questions-words.txt")["total"],
+    "ws353": word_evals.similarity_spearman(vectors, words, f"{data}/wordsim353.tsv")["spearman"],
+    "simlex": word_evals.similarity_spearman(vectors, words, f"{data}/simlex999.txt")["spearman"],
+  }
 
 
 def main():
@@ -111,18 +128,23 @@ def main():
         workdir = tempfile.mkdtemp(prefix=f"{name}-{mode}-{epochs}-", dir=tmp)
         r = fn(corpus_txt if name == "gensim" else args.corpus, epochs, mode, workdir)
         rows.append((mode, epochs, name, r))
-        print(f"{mode:9s} {epochs} ep {name:6s}: wall {r['wall_s']:6.0f} s | {r['words_per_s'] / 1e3:6.0f}k "
-              f"effective words/s | peak RSS {r['peak_rss_mib']:5.0f} MiB"
-              + (f" ({r['train_peak_rss_mib']:.0f} to the last step)" if "train_peak_rss_mib" in r else "")
-              + f" | analogy {r['analogy']:.3f} | "
-              f"WS353 {r['ws353']:.3f} | SimLex {r['simlex']:.3f}", flush=True)
+        print(
+          f"{mode:9s} {epochs} ep {name:6s}: wall {r['wall_s']:6.0f} s | {r['words_per_s'] / 1e3:6.0f}k "
+          f"effective words/s | peak RSS {r['peak_rss_mib']:5.0f} MiB"
+          + (f" ({r['train_peak_rss_mib']:.0f} to the last step)" if "train_peak_rss_mib" in r else "")
+          + f" | analogy {r['analogy']:.3f} | "
+          f"WS353 {r['ws353']:.3f} | SimLex {r['simlex']:.3f}",
+          flush=True,
+        )
   print("ratio ours/gensim, effective words/s:")
   for mode in args.modes:
     for epochs in args.epochs:
       by = {name: r for m, e, name, r in rows if m == mode and e == epochs}
-      print(f"  {mode} {epochs} ep: {by['ours']['words_per_s'] / by['gensim']['words_per_s']:.2f}x "
-            f"(analogy {by['ours']['analogy'] - by['gensim']['analogy']:+.3f}, "
-            f"peak RSS while training {by['ours']['train_peak_rss_mib'] / by['gensim']['peak_rss_mib']:.2f}x)")
+      print(
+        f"  {mode} {epochs} ep: {by['ours']['words_per_s'] / by['gensim']['words_per_s']:.2f}x "
+        f"(analogy {by['ours']['analogy'] - by['gensim']['analogy']:+.3f}, "
+        f"peak RSS while training {by['ours']['train_peak_rss_mib'] / by['gensim']['peak_rss_mib']:.2f}x)"
+      )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,15 @@ import os
 import ml_collections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROSE = ("austen_novels", "moby_dick", "kjv_bible", "wikipedia_gensim_shard", "lee_news", "devils_dictionary",
-         "fortunes")
+PROSE = (
+  "austen_novels",
+  "moby_dick",
+  "kjv_bible",
+  "wikipedia_gensim_shard",
+  "lee_news",
+  "devils_dictionary",
+  "fortunes",
+)
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:

@@ -42,7 +42,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.name = ""  # a tfds text dataset, read when path is empty
-  c.data.path = os.path.join(ROOT, "data", "text", "corpus.txt.xz")  # plain text file(s): comma-separated or a glob; .xz/.gz/.bz2 ok
+  c.data.path = os.path.join(
+    ROOT, "data", "text", "corpus.txt.xz"
+  )  # plain text file(s): comma-separated or a glob; .xz/.gz/.bz2 ok
   c.data.train_split = "train"
   c.data.text_feature = "text"
   c.data.min_count = 5

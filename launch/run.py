@@ -49,11 +49,24 @@ UV_VERSION = "0.13.9"
 WORKER_NUMBER_URL = "http://metadata.google.internal/computeMetadata/v1/instance/attributes/agent-worker-number"
 POLL_S = 30
 # Runtime images per TPU generation, as Cloud TPU's JAX guides give them; --version overrides.
-RUNTIME_VERSIONS = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base", "v4": "tpu-ubuntu2204-base",
-                    "v5litepod": "v2-alpha-tpuv5-lite", "v5p": "v2-alpha-tpuv5", "v6e": "v2-alpha-tpuv6e"}
+RUNTIME_VERSIONS = {
+  "v2": "tpu-ubuntu2204-base",
+  "v3": "tpu-ubuntu2204-base",
+  "v4": "tpu-ubuntu2204-base",
+  "v5litepod": "v2-alpha-tpuv5-lite",
+  "v5p": "v2-alpha-tpuv5",
+  "v6e": "v2-alpha-tpuv6e",
+}
 # States a slice (tpu-vm) or a queued resource passes through on its way to READY / ACTIVE.
-WAITING_STATES = {"CREATING", "STARTING", "RESTARTING", "REPAIRING", "ACCEPTED", "WAITING_FOR_RESOURCES",
-                  "PROVISIONING"}
+WAITING_STATES = {
+  "CREATING",
+  "STARTING",
+  "RESTARTING",
+  "REPAIRING",
+  "ACCEPTED",
+  "WAITING_FOR_RESOURCES",
+  "PROVISIONING",
+}
 
 
 class StepFailed(RuntimeError):
@@ -80,20 +93,31 @@ def _parse(argv):
   tpu.add_argument("--zone", default="")
   tpu.add_argument("--project", default="", help="default: gcloud's configured project")
   tpu.add_argument("--accelerator-type", default="", help="v4-32, v5litepod-16, v6e-8, ...")
-  tpu.add_argument("--version", default="",
-                   help="TPU runtime image (default by generation; v4: tpu-ubuntu2204-base)")
-  tpu.add_argument("--queued", action="store_true",
-                   help="create the slice through `queued-resources create`, which waits for capacity")
-  tpu.add_argument("--provisioning", choices=("on-demand", "spot", "reserved", "best-effort"), default="on-demand",
-                   help="best-effort needs --queued")
-  tpu.add_argument("--tfds-data-dir", default=os.environ.get("TFDS_DATA_DIR", ""),
-                   help="TFDS_DATA_DIR on the workers, e.g. gs://bucket/tfds (default: $TFDS_DATA_DIR)")
+  tpu.add_argument("--version", default="", help="TPU runtime image (default by generation; v4: tpu-ubuntu2204-base)")
+  tpu.add_argument(
+    "--queued", action="store_true", help="create the slice through `queued-resources create`, which waits for capacity"
+  )
+  tpu.add_argument(
+    "--provisioning",
+    choices=("on-demand", "spot", "reserved", "best-effort"),
+    default="on-demand",
+    help="best-effort needs --queued",
+  )
+  tpu.add_argument(
+    "--tfds-data-dir",
+    default=os.environ.get("TFDS_DATA_DIR", ""),
+    help="TFDS_DATA_DIR on the workers, e.g. gs://bucket/tfds (default: $TFDS_DATA_DIR)",
+  )
   tpu.add_argument("--delete", action="store_true", help="delete the slice (or the queued resource) and exit")
   slurm = parser.add_argument_group("--target slurm")
   slurm.add_argument("--nodes", type=int, default=1)
   slurm.add_argument("--gpus-per-node", type=int, default=8)
-  slurm.add_argument("--processes", choices=("per-node", "per-gpu"), default="per-node",
-                     help="one process per node driving all its GPUs, or one process per GPU")
+  slurm.add_argument(
+    "--processes",
+    choices=("per-node", "per-gpu"),
+    default="per-node",
+    help="one process per node driving all its GPUs, or one process per GPU",
+  )
   slurm.add_argument("--partition", default="")
   slurm.add_argument("--time", default="24:00:00")
   slurm.add_argument("--python", default=sys.executable, help="the interpreter the nodes run (default: this one)")
@@ -102,15 +126,22 @@ def _parse(argv):
   for item in rest:
     if not item.startswith("--config."):
       _bad_input(f"unrecognised argument {item} (overrides look like --config.KEY=VALUE)")
-    overrides.append(item[len("--config."):])
+    overrides.append(item[len("--config.") :])
   if not args.delete and not (args.config and args.workdir):
     parser.error("the following arguments are required: --config, --workdir")
   return args, overrides
 
 
 def _local_command(args, overrides) -> list[str]:
-  return ["python", "launch/run.py", "--config", args.config, "--workdir", args.workdir,
-          *[f"--config.{o}" for o in overrides]]
+  return [
+    "python",
+    "launch/run.py",
+    "--config",
+    args.config,
+    "--workdir",
+    args.workdir,
+    *[f"--config.{o}" for o in overrides],
+  ]
 
 
 def _multi_worker(accelerator_type: str) -> bool:
@@ -153,11 +184,15 @@ def _check(args) -> None:
     workdir, multi_worker = args.workdir, _multi_worker(args.accelerator_type)
     if not workdir.startswith("gs://"):
       if multi_worker:
-        raise ValueError(f"--workdir {workdir}: the workers of a {args.accelerator_type} slice share only GCS, "
-                         f"so the workdir must be gs://...")
+        raise ValueError(
+          f"--workdir {workdir}: the workers of a {args.accelerator_type} slice share only GCS, "
+          f"so the workdir must be gs://..."
+        )
       if not os.path.isabs(workdir) or (workdir + "/").startswith(f"{TPU_DIR}/src/"):
-        raise ValueError(f"--workdir {workdir}: on a TPU worker give gs://... or an absolute path outside "
-                         f"{TPU_DIR}/src (the checkout there is replaced on every launch)")
+        raise ValueError(
+          f"--workdir {workdir}: on a TPU worker give gs://... or an absolute path outside "
+          f"{TPU_DIR}/src (the checkout there is replaced on every launch)"
+        )
     _worker_config(args)
   elif args.target == "slurm":
     if args.nodes < 1 or args.gpus_per_node < 1:
@@ -176,24 +211,50 @@ def _gcloud(args, *words: str) -> list[str]:
 def tpu_describe(args) -> list[str]:
   """Prints `STATE<TAB>ACCELERATOR_TYPE`; fails when there is no such slice (queued resource)."""
   if args.queued:
-    return _gcloud(args, "compute", "tpus", "queued-resources", "describe", args.tpu_name,
-                   "--format=value(state.state,tpu.nodeSpec[0].node.acceleratorType)")
-  return _gcloud(args, "compute", "tpus", "tpu-vm", "describe", args.tpu_name,
-                 "--format=value(state,acceleratorType)")
+    return _gcloud(
+      args,
+      "compute",
+      "tpus",
+      "queued-resources",
+      "describe",
+      args.tpu_name,
+      "--format=value(state.state,tpu.nodeSpec[0].node.acceleratorType)",
+    )
+  return _gcloud(args, "compute", "tpus", "tpu-vm", "describe", args.tpu_name, "--format=value(state,acceleratorType)")
 
 
 def tpu_create(args) -> list[str]:
-  provisioning = {"on-demand": [], "spot": ["--spot"], "reserved": ["--reserved"],
-                  "best-effort": ["--best-effort"]}[args.provisioning]
+  provisioning = {"on-demand": [], "spot": ["--spot"], "reserved": ["--reserved"], "best-effort": ["--best-effort"]}[
+    args.provisioning
+  ]
   shape = f"--accelerator-type={args.accelerator_type}"
   if args.queued:
     # --best-effort is in gcloud's alpha track only.
     track = ["alpha"] if args.provisioning == "best-effort" else []
-    return _gcloud(args, *track, "compute", "tpus", "queued-resources", "create", args.tpu_name,
-                   f"--node-id={args.tpu_name}", shape, f"--runtime-version={_runtime_version(args)}",
-                   *provisioning)
-  return _gcloud(args, "compute", "tpus", "tpu-vm", "create", args.tpu_name, shape,
-                 f"--version={_runtime_version(args)}", *provisioning)
+    return _gcloud(
+      args,
+      *track,
+      "compute",
+      "tpus",
+      "queued-resources",
+      "create",
+      args.tpu_name,
+      f"--node-id={args.tpu_name}",
+      shape,
+      f"--runtime-version={_runtime_version(args)}",
+      *provisioning,
+    )
+  return _gcloud(
+    args,
+    "compute",
+    "tpus",
+    "tpu-vm",
+    "create",
+    args.tpu_name,
+    shape,
+    f"--version={_runtime_version(args)}",
+    *provisioning,
+  )
 
 
 def tpu_delete(args) -> list[str]:
@@ -203,8 +264,7 @@ def tpu_delete(args) -> list[str]:
 
 
 def tpu_scp(args, tarball: str) -> list[str]:
-  return _gcloud(args, "compute", "tpus", "tpu-vm", "scp", tarball, f"{args.tpu_name}:{TPU_TARBALL}",
-                 "--worker=all")
+  return _gcloud(args, "compute", "tpus", "tpu-vm", "scp", tarball, f"{args.tpu_name}:{TPU_TARBALL}", "--worker=all")
 
 
 def _tpu_ssh(args, script: str) -> list[str]:
@@ -216,20 +276,25 @@ def tpu_install(args) -> list[str]:
   built from (its sha256 is kept in the venv)."""
   d = TPU_DIR
   marker = f"{d}/venv/.pyproject-sha256"
-  return _tpu_ssh(args, "; ".join([
-      "set -eo pipefail",
-      f'sudo mkdir -p {d} && sudo chown "$(id -u):$(id -g)" {d}',
-      f"rm -rf {d}/src.new && mkdir {d}/src.new && tar -xzf {TPU_TARBALL} -C {d}/src.new",
-      f"rm -rf {d}/src && mv {d}/src.new {d}/src",
-      f'h=$(sha256sum {d}/src/pyproject.toml | cut -d" " -f1)',
-      f'if [ "$(cat {marker} 2>/dev/null)" != "$h" ]; then '
-      f"[ -x {d}/bin/uv ] || curl -LsSf https://astral.sh/uv/{UV_VERSION}/install.sh"
-      f" | env UV_INSTALL_DIR={d}/bin UV_NO_MODIFY_PATH=1 sh; "
-      f"rm -rf {d}/venv; "
-      f"UV_PYTHON_INSTALL_DIR={d}/python {d}/bin/uv venv --python {WORKER_PYTHON} {d}/venv; "
-      f"{d}/bin/uv pip install --python {d}/venv/bin/python -e '{d}/src[tpu]'; "
-      f'echo "$h" > {marker}; fi',
-  ]))
+  return _tpu_ssh(
+    args,
+    "; ".join(
+      [
+        "set -eo pipefail",
+        f'sudo mkdir -p {d} && sudo chown "$(id -u):$(id -g)" {d}',
+        f"rm -rf {d}/src.new && mkdir {d}/src.new && tar -xzf {TPU_TARBALL} -C {d}/src.new",
+        f"rm -rf {d}/src && mv {d}/src.new {d}/src",
+        f'h=$(sha256sum {d}/src/pyproject.toml | cut -d" " -f1)',
+        f'if [ "$(cat {marker} 2>/dev/null)" != "$h" ]; then '
+        f"[ -x {d}/bin/uv ] || curl -LsSf https://astral.sh/uv/{UV_VERSION}/install.sh"
+        f" | env UV_INSTALL_DIR={d}/bin UV_NO_MODIFY_PATH=1 sh; "
+        f"rm -rf {d}/venv; "
+        f"UV_PYTHON_INSTALL_DIR={d}/python {d}/bin/uv venv --python {WORKER_PYTHON} {d}/venv; "
+        f"{d}/bin/uv pip install --python {d}/venv/bin/python -e '{d}/src[tpu]'; "
+        f'echo "$h" > {marker}; fi',
+      ]
+    ),
+  )
 
 
 def tpu_run(args, overrides) -> list[str]:
@@ -237,18 +302,32 @@ def tpu_run(args, overrides) -> list[str]:
   env = ["SSLJAX_DISTRIBUTED=1"]
   if args.tfds_data_dir:
     env.append(f"TFDS_DATA_DIR={shlex.quote(args.tfds_data_dir)}")
-  command = shlex.join([f"{TPU_DIR}/venv/bin/python", "launch/run.py", "--config", _worker_config(args),
-                        "--workdir", args.workdir, *[f"--config.{o}" for o in overrides]])
-  return _tpu_ssh(args, "; ".join([
-      f"cd {TPU_DIR}/src || exit 1",
-      f"mkdir -p {TPU_DIR}/logs",
-      f"w=$(curl -sf -H Metadata-Flavor:Google {WORKER_NUMBER_URL} || echo unknown)",
-      f'log={TPU_DIR}/logs/worker-"$w".log',
-      # tee -p goes on into the log when ssh hangs up, so the run outlives this terminal.
-      'if [ "$w" = 0 ]; then exec > >(tee -pa "$log") 2>&1; else exec >> "$log" 2>&1; fi',
-      f"export {' '.join(env)}",
-      f"exec {command}",
-  ]))
+  command = shlex.join(
+    [
+      f"{TPU_DIR}/venv/bin/python",
+      "launch/run.py",
+      "--config",
+      _worker_config(args),
+      "--workdir",
+      args.workdir,
+      *[f"--config.{o}" for o in overrides],
+    ]
+  )
+  return _tpu_ssh(
+    args,
+    "; ".join(
+      [
+        f"cd {TPU_DIR}/src || exit 1",
+        f"mkdir -p {TPU_DIR}/logs",
+        f"w=$(curl -sf -H Metadata-Flavor:Google {WORKER_NUMBER_URL} || echo unknown)",
+        f'log={TPU_DIR}/logs/worker-"$w".log',
+        # tee -p goes on into the log when ssh hangs up, so the run outlives this terminal.
+        'if [ "$w" = 0 ]; then exec > >(tee -pa "$log") 2>&1; else exec >> "$log" 2>&1; fi',
+        f"export {' '.join(env)}",
+        f"exec {command}",
+      ]
+    ),
+  )
 
 
 def _local_tarball(args) -> str:
@@ -257,8 +336,11 @@ def _local_tarball(args) -> str:
 
 def _pack_shell(tarball: str) -> str:
   """What `pack_checkout` does, as a shell pipeline (for --dry-run)."""
-  return (shlex.join(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]) + " | "
-          + shlex.join(["tar", "-czf", tarball, "-C", REPO, "--null", "-T", "-"]))
+  return (
+    shlex.join(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+    + " | "
+    + shlex.join(["tar", "-czf", tarball, "-C", REPO, "--null", "-T", "-"])
+  )
 
 
 def pack_checkout(tarball: str) -> int:
@@ -266,13 +348,15 @@ def pack_checkout(tarball: str) -> int:
   returns the number of files."""
   if shutil.which("git") is None:
     raise ValueError("--target tpu ships this checkout through `git ls-files`: put git on PATH")
-  listed = subprocess.run(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                          capture_output=True)
+  listed = subprocess.run(
+    ["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"], capture_output=True
+  )
   if listed.returncode:
     raise ValueError(f"--target tpu ships this checkout through `git ls-files`, but {REPO} is not a git work tree")
   # A tracked file deleted from the work tree is still listed; the work tree is what ships.
-  names = sorted({n for n in map(os.fsdecode, listed.stdout.split(b"\0"))
-                  if n and os.path.lexists(os.path.join(REPO, n))})
+  names = sorted(
+    {n for n in map(os.fsdecode, listed.stdout.split(b"\0")) if n and os.path.lexists(os.path.join(REPO, n))}
+  )
   fd, partial = tempfile.mkstemp(prefix=os.path.basename(tarball), dir=os.path.dirname(tarball))
   os.close(fd)
   try:
@@ -301,8 +385,10 @@ def _what(args) -> str:
 
 def _check_shape(args, found) -> None:
   if found and found[1] and found[1] != args.accelerator_type:
-    raise ValueError(f"{_what(args)} exists as {found[1]}, not {args.accelerator_type}: pass "
-                     f"--accelerator-type={found[1]}, or --delete it first")
+    raise ValueError(
+      f"{_what(args)} exists as {found[1]}, not {args.accelerator_type}: pass "
+      f"--accelerator-type={found[1]}, or --delete it first"
+    )
 
 
 def _wait_until_ready(args, found) -> None:
@@ -347,21 +433,24 @@ def run_tpu(args, overrides) -> int:
   try:
     return subprocess.call(tpu_run(args, overrides))
   except KeyboardInterrupt:
-    print(f"interrupted here only: the workers go on, logging to {TPU_DIR}/logs/ (--delete ends the slice)",
-          file=sys.stderr)
+    print(
+      f"interrupted here only: the workers go on, logging to {TPU_DIR}/logs/ (--delete ends the slice)", file=sys.stderr
+    )
     return 130
 
 
 def tpu_plan(args, overrides) -> list[str]:
   tarball = _local_tarball(args)
   ready = "ACTIVE" if args.queued else "READY"
-  return [shlex.join(tpu_describe(args)),
-          _pack_shell(tarball),
-          shlex.join(tpu_create(args)) + "  # only when describe finds nothing",
-          shlex.join(tpu_describe(args)) + f"  # every {POLL_S} s until {ready}",
-          shlex.join(tpu_scp(args, tarball)),
-          shlex.join(tpu_install(args)),
-          shlex.join(tpu_run(args, overrides))]
+  return [
+    shlex.join(tpu_describe(args)),
+    _pack_shell(tarball),
+    shlex.join(tpu_create(args)) + "  # only when describe finds nothing",
+    shlex.join(tpu_describe(args)) + f"  # every {POLL_S} s until {ready}",
+    shlex.join(tpu_scp(args, tarball)),
+    shlex.join(tpu_install(args)),
+    shlex.join(tpu_run(args, overrides)),
+  ]
 
 
 # --- SLURM -------------------------------------------------------------------------------------------------
@@ -378,13 +467,24 @@ def slurm_script(args, overrides) -> str:
   path, sep, preset = args.config.partition(":")
   python = os.path.abspath(args.python) if os.sep in args.python else args.python
   config = os.path.abspath(path) + sep + preset
-  run = shlex.join([python, os.path.join(REPO, "launch", "run.py"), "--config", config, "--workdir", workdir,
-                    *[f"--config.{o}" for o in overrides]])
+  run = shlex.join(
+    [
+      python,
+      os.path.join(REPO, "launch", "run.py"),
+      "--config",
+      config,
+      "--workdir",
+      workdir,
+      *[f"--config.{o}" for o in overrides],
+    ]
+  )
   # Set either way: under srun, jax.distributed gives each process only the GPU at its SLURM_LOCALID, which
   # would leave one process per node with one GPU.
   devices = "$SLURM_LOCALID" if per_gpu else ",".join(map(str, range(args.gpus_per_node)))
-  task = (f"export SSLJAX_NUM_PROCESSES=$SLURM_NTASKS SSLJAX_PROCESS_ID=$SLURM_PROCID "
-          f'JAX_LOCAL_DEVICE_IDS={devices}; exec "$@"')
+  task = (
+    f"export SSLJAX_NUM_PROCESSES=$SLURM_NTASKS SSLJAX_PROCESS_ID=$SLURM_PROCID "
+    f'JAX_LOCAL_DEVICE_IDS={devices}; exec "$@"'
+  )
   partition = f"#SBATCH --partition={args.partition}\n" if args.partition else ""
   return f"""#!/bin/bash
 #SBATCH --job-name=ssljax
@@ -456,8 +556,9 @@ def _submit(args, overrides) -> int:
 
 def _result_table(results: dict) -> str:
   columns = [("", "trained"), ("baseline/random_init/", "random init"), ("baseline/raw_pixels/", "raw pixels")]
-  columns = [(p, t) for p, t in columns if any(k.startswith(p) and (p or not k.startswith("baseline/"))
-                                                for k in results)]
+  columns = [
+    (p, t) for p, t in columns if any(k.startswith(p) and (p or not k.startswith("baseline/")) for k in results)
+  ]
   rows = sorted({k for k in results if not k.startswith("baseline/")})
   width = max([len("metric"), *map(len, rows)]) + 2
   lines = [f"{'metric':<{width}}" + "".join(f"{t:>14}" for _, t in columns)]
@@ -495,8 +596,9 @@ def main(argv=None) -> int:
   cpu_devices = config.get("cpu_devices", 0)
   if cpu_devices and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     # Read when the backend starts; only the CPU platform takes it, so an accelerator host is unaffected.
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + f" --xla_force_host_platform_device_count={cpu_devices}").strip()
+    os.environ["XLA_FLAGS"] = (
+      os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={cpu_devices}"
+    ).strip()
   from ssljax import sharding, train
   from ssljax.data import DataError
 
@@ -514,8 +616,10 @@ def main(argv=None) -> int:
     return 2
   print(_result_table(out["eval"]))
   s = out["summary"]
-  print(f"steps {s['steps']} | final loss {s['final_loss']:.4f} | wall {s['wall_s']:.0f} s | "
-        f"params sha256 {s['params_sha256'][:16]} | {os.path.abspath(args.workdir)}/eval.json")
+  print(
+    f"steps {s['steps']} | final loss {s['final_loss']:.4f} | wall {s['wall_s']:.0f} s | "
+    f"params sha256 {s['params_sha256'][:16]} | {os.path.abspath(args.workdir)}/eval.json"
+  )
   return 0
 
 

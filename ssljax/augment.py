@@ -9,10 +9,11 @@ Chen et al., "A Simple Framework for Contrastive Learning of Visual Representati
 
   >>> views = augment_batch(images_uint8, key, simclr_augment, size=(28, 28))
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ _CROP_TRIES = 10
 
 
 # ----------------------------------------------------------------------------------------------- validation
+
 
 def _check_image(image: jax.Array) -> int:
   """Returns the channel count, after checking the (H, W, C) contract every op relies on."""
@@ -75,6 +77,7 @@ def _apply_with_probability(coin: jax.Array, p: float, augmented: jax.Array, ima
 
 # ------------------------------------------------------------------------------------------ crop and resize
 
+
 def _crop_resize(image: jax.Array, box: jax.Array, size: tuple[int, int]) -> jax.Array:
   """Bilinearly resamples the box (top, left, height, width), in pixels, to `size`.
 
@@ -86,14 +89,16 @@ def _crop_resize(image: jax.Array, box: jax.Array, size: tuple[int, int]) -> jax
   # scale_and_translate maps input x to x * scale + translation; the box's top-left edge must land on 0.
   translation = -jnp.stack([top, left]) * scale
   # No antialiasing: cheaper, and it is what torchvision did on tensors for years; the crops rarely shrink far.
-  out = jax.image.scale_and_translate(image, (*size, image.shape[-1]), (0, 1), scale, translation,
-                                      method="linear", antialias=False)
+  out = jax.image.scale_and_translate(
+    image, (*size, image.shape[-1]), (0, 1), scale, translation, method="linear", antialias=False
+  )
   # Bilinear weights are convex only up to rounding; keep the [0, 1] contract exact.
   return jnp.clip(out, 0.0, 1.0)
 
 
-def _sample_crop_box(key: jax.Array, height: int, width: int, scale: tuple[float, float],
-                     ratio: tuple[float, float]) -> jax.Array:
+def _sample_crop_box(
+  key: jax.Array, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> jax.Array:
   """Returns an integer box (top, left, h, w) drawn as torchvision RandomResizedCrop.get_params does.
 
   All tries are drawn at once and the first valid one wins, which matches the sequential loop in
@@ -124,9 +129,14 @@ def _sample_crop_box(key: jax.Array, height: int, width: int, scale: tuple[float
   return jnp.where(valid.any(), jnp.stack([top, left, h, w]), fallback)
 
 
-def random_resized_crop(image: jax.Array, key: jax.Array, *, size: int | Sequence[int],
-                        scale: Sequence[float] = (0.08, 1.0),
-                        ratio: Sequence[float] = (3 / 4, 4 / 3)) -> jax.Array:
+def random_resized_crop(
+  image: jax.Array,
+  key: jax.Array,
+  *,
+  size: int | Sequence[int],
+  scale: Sequence[float] = (0.08, 1.0),
+  ratio: Sequence[float] = (3 / 4, 4 / 3),
+) -> jax.Array:
   """Inception-style random crop (torchvision RandomResizedCrop), resized bilinearly to `size`.
 
   Args:
@@ -148,8 +158,9 @@ def random_resized_crop(image: jax.Array, key: jax.Array, *, size: int | Sequenc
   return _crop_resize(image, box, size)
 
 
-def center_crop_resize(image: jax.Array, key: jax.Array | None = None, *, size: int | Sequence[int],
-                       crop_fraction: float = 1.0) -> jax.Array:
+def center_crop_resize(
+  image: jax.Array, key: jax.Array | None = None, *, size: int | Sequence[int], crop_fraction: float = 1.0
+) -> jax.Array:
   """Deterministic evaluation crop: the largest centered box with the aspect ratio of `size`, shrunk by
   `crop_fraction` per side, resized bilinearly to `size`.
 
@@ -203,8 +214,10 @@ def grid_tiles(image: jax.Array, key: jax.Array, *, grid: int = 3, tile: int) ->
     raise ValueError(f"image size {height}x{width} is not divisible by the {grid}x{grid} tile grid")
   cell_h, cell_w = height // grid, width // grid
   if not 0 < tile <= min(cell_h, cell_w):
-    raise ValueError(f"tile={tile} must be in [1, {min(cell_h, cell_w)}] (the cell of a {height}x{width} image "
-                     f"on a {grid}x{grid} grid)")
+    raise ValueError(
+      f"tile={tile} must be in [1, {min(cell_h, cell_w)}] (the cell of a {height}x{width} image "
+      f"on a {grid}x{grid} grid)"
+    )
   rows, cols = np.divmod(np.arange(grid * grid), grid)
   jitter = jax.random.randint(key, (grid * grid, 2), 0, np.array([cell_h, cell_w]) - tile + 1)
   tops = jnp.asarray(rows * cell_h) + jitter[:, 0]
@@ -213,6 +226,7 @@ def grid_tiles(image: jax.Array, key: jax.Array, *, grid: int = 3, tile: int) ->
 
 
 # ------------------------------------------------------------------------------------------- flips, colour
+
 
 def horizontal_flip(image: jax.Array, key: jax.Array, *, p: float = 0.5) -> jax.Array:
   """Mirrors the image left-right with probability p.
@@ -271,8 +285,9 @@ def _adjust_hue(image: jax.Array, factor: jax.Array) -> jax.Array:
   return jnp.clip(_hsv_to_rgb(hsv), 0.0, 1.0)
 
 
-def _jitter_params(key: jax.Array, brightness: float, contrast: float, saturation: float,
-                   hue: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _jitter_params(
+  key: jax.Array, brightness: float, contrast: float, saturation: float, hue: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Draws torchvision ColorJitter.get_params plus the apply coin.
 
   Returns (coin, order, factors): order is a permutation of the ops (brightness, contrast, saturation, hue);
@@ -286,8 +301,7 @@ def _jitter_params(key: jax.Array, brightness: float, contrast: float, saturatio
   return u[0], order, low + (high - low) * u[5:9]
 
 
-def _apply_jitter(image: jax.Array, order: jax.Array, factors: jax.Array,
-                  enabled: Sequence[bool]) -> jax.Array:
+def _apply_jitter(image: jax.Array, order: jax.Array, factors: jax.Array, enabled: Sequence[bool]) -> jax.Array:
   """Applies the enabled ops (0 brightness, 1 contrast, 2 saturation, 3 hue) in `order`; disabled ops are
   exact identities, not factors of 1.
 
@@ -307,8 +321,16 @@ def _apply_jitter(image: jax.Array, order: jax.Array, factors: jax.Array,
   return image
 
 
-def color_jitter(image: jax.Array, key: jax.Array, *, brightness: float = 0.4, contrast: float = 0.4,
-                 saturation: float = 0.4, hue: float = 0.1, p: float = 0.8) -> jax.Array:
+def color_jitter(
+  image: jax.Array,
+  key: jax.Array,
+  *,
+  brightness: float = 0.4,
+  contrast: float = 0.4,
+  saturation: float = 0.4,
+  hue: float = 0.1,
+  p: float = 0.8,
+) -> jax.Array:
   """torchvision ColorJitter in a random per-example order, applied with probability p.
 
   Brightness, contrast and saturation factors are uniform in [max(0, 1 - x), 1 + x]; contrast blends with
@@ -361,6 +383,7 @@ def grayscale(image: jax.Array, key: jax.Array, *, p: float = 0.2) -> jax.Array:
 
 # --------------------------------------------------------------------------------------------- blur, solarize
 
+
 def _gaussian_kernel(sigma: jax.Array, radius: int) -> jax.Array:
   """Normalised 1-D Gaussian taps at -radius..radius; the normalisation keeps a constant image constant."""
   x = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
@@ -383,8 +406,14 @@ def _blur_axis(image: jax.Array, kernel: jax.Array, axis: int) -> jax.Array:
   return sum(kernel[i] * lax.slice_in_dim(padded, i, i + n, axis=axis) for i in range(kernel.shape[0]))
 
 
-def gaussian_blur(image: jax.Array, key: jax.Array, *, p: float = 0.5, sigma: Sequence[float] = (0.1, 2.0),
-                  kernel_size: int | None = None) -> jax.Array:
+def gaussian_blur(
+  image: jax.Array,
+  key: jax.Array,
+  *,
+  p: float = 0.5,
+  sigma: Sequence[float] = (0.1, 2.0),
+  kernel_size: int | None = None,
+) -> jax.Array:
   """Separable Gaussian blur with sigma uniform in `sigma`, reflect padding, applied with probability p.
 
   Args:
@@ -461,10 +490,20 @@ def normalize(image: jax.Array, *, mean: float | Sequence[float], std: float | S
 
 # --------------------------------------------------------------------------------------------- compositions
 
-def simclr_augment(image: jax.Array, key: jax.Array, *, size: int | Sequence[int],
-                   crop_scale: Sequence[float] = (0.08, 1.0), flip: bool = True, jitter_strength: float = 0.5,
-                   jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5,
-                   solarize_p: float = 0.0) -> jax.Array:
+
+def simclr_augment(
+  image: jax.Array,
+  key: jax.Array,
+  *,
+  size: int | Sequence[int],
+  crop_scale: Sequence[float] = (0.08, 1.0),
+  flip: bool = True,
+  jitter_strength: float = 0.5,
+  jitter_p: float = 0.8,
+  grayscale_p: float = 0.2,
+  blur_p: float = 0.5,
+  solarize_p: float = 0.0,
+) -> jax.Array:
   """SimCLR's view: crop -> flip -> colour jitter -> grayscale -> blur -> solarize.
 
   Jitter strength s gives brightness, contrast and saturation 0.8 s and hue 0.2 s (SimCLR appendix A).
@@ -490,8 +529,9 @@ def simclr_augment(image: jax.Array, key: jax.Array, *, size: int | Sequence[int
   image = random_resized_crop(image, k_crop, size=size, scale=crop_scale)
   if flip:
     image = horizontal_flip(image, k_flip, p=0.5)
-  image = color_jitter(image, k_jitter, brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s, hue=0.2 * s,
-                       p=jitter_p)
+  image = color_jitter(
+    image, k_jitter, brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s, hue=0.2 * s, p=jitter_p
+  )
   image = grayscale(image, k_gray, p=grayscale_p)
   image = gaussian_blur(image, k_blur, p=blur_p)
   return solarize(image, k_solar, p=solarize_p)

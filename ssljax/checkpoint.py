@@ -17,12 +17,12 @@ from ssljax.config import ConfigError
 
 
 class Checkpointer:
-
   def __init__(self, workdir, *, keep: int, fingerprint: str):
     self.directory = storage.path(workdir) / "checkpoints"  # orbax needs absolute paths; gs:// URLs are
     self.fingerprint = fingerprint
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True,
-                                           cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True
+    )
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
@@ -33,15 +33,19 @@ class Checkpointer:
     if step in self.manager.all_steps():
       return
     meta = {"step": int(step), "fingerprint": self.fingerprint}
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    meta=ocp.args.JsonSave(meta)), force=force)
+    self.manager.save(
+      step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force
+    )
 
   def _restore(self, step: int, target):
-    out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                                             meta=ocp.args.JsonRestore()))
+    out = self.manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+    )
     if out.meta.get("fingerprint") != self.fingerprint:
-      raise ConfigError(f"checkpoint {self.directory}/{step} was written by a different config than "
-                        f"{self.directory.parent}/config.json; use a new --workdir or the original config")
+      raise ConfigError(
+        f"checkpoint {self.directory}/{step} was written by a different config than "
+        f"{self.directory.parent}/config.json; use a new --workdir or the original config"
+      )
     return out.state
 
   def restore(self, step: int, abstract_state):

@@ -14,6 +14,7 @@ they run under jit and vmap on any device.
   >>> inputs = normalize_l(lab[..., :1])              # L in [-1, 1]
   >>> targets = soft_encode_ab(lab[..., 1:], ab_grid())  # (B, H, W, Q) distribution over ab bins
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,9 +25,9 @@ import numpy as np
 from jax import lax
 
 # sRGB (IEC 61966-2-1) linear RGB -> CIE XYZ, exactly the matrix skimage uses; its inverse is computed, as there.
-_XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
-                          [0.212671, 0.715160, 0.072169],
-                          [0.019334, 0.119193, 0.950227]])
+_XYZ_FROM_RGB = np.array(
+  [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
 _RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
 # D65 white point, 2-degree observer, normalized to Y = 1.
 _D65_WHITE = (0.95047, 1.0, 1.08883)
@@ -52,6 +53,7 @@ AB_SCALE = 110.0
 
 # ----------------------------------------------------------------------------------------------- validation
 
+
 def _check_triplets(x: jax.Array, name: str) -> None:
   if x.ndim < 1 or x.shape[-1] != 3:
     raise ValueError(f"{name} must have shape (..., 3) with channels last, got shape {x.shape}")
@@ -63,6 +65,7 @@ def _check_pairs(x: jax.Array, name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+
 
 def _apply_matrix(matrix: np.ndarray, x: jax.Array) -> jax.Array:
   """Returns matrix @ x over the last axis of x, as multiply-adds rather than a dot.
@@ -81,6 +84,7 @@ def _where_pow(mask: jax.Array, base: jax.Array, exponent: float) -> jax.Array:
 
 # ------------------------------------------------------------------------------------------------ conversion
 
+
 def rgb_to_lab(rgb: jax.Array) -> jax.Array:
   """Converts sRGB to CIE Lab (D65, 2-degree observer), matching `skimage.color.rgb2lab`.
 
@@ -95,8 +99,10 @@ def rgb_to_lab(rgb: jax.Array) -> jax.Array:
   rgb = jnp.asarray(rgb)
   _check_triplets(rgb, "rgb")
   if not jnp.issubdtype(rgb.dtype, jnp.floating):
-    raise ValueError(f"rgb must be a float array in [0, 1], got dtype {rgb.dtype} (shape {rgb.shape}); "
-                     "scale integer images first, e.g. image / 255")
+    raise ValueError(
+      f"rgb must be a float array in [0, 1], got dtype {rgb.dtype} (shape {rgb.shape}); "
+      "scale integer images first, e.g. image / 255"
+    )
   rgb = rgb.astype(jnp.float32)
 
   above = rgb > _SRGB_KNEE
@@ -131,7 +137,7 @@ def lab_to_rgb(lab: jax.Array) -> jax.Array:
   fx = lab[..., 1] / 500.0 + fy
   fz = jnp.maximum(fy - lab[..., 2] / 200.0, 0.0)
   f = jnp.stack([fx, fy, fz], axis=-1)
-  t = jnp.where(f > _LAB_F_KNEE, f ** 3, (f - _LAB_OFFSET) / _LAB_SLOPE)
+  t = jnp.where(f > _LAB_F_KNEE, f**3, (f - _LAB_OFFSET) / _LAB_SLOPE)
   linear = _apply_matrix(_RGB_FROM_XYZ, t * jnp.asarray(_D65_WHITE, jnp.float32))
 
   above = linear > _LINEAR_KNEE
@@ -140,6 +146,7 @@ def lab_to_rgb(lab: jax.Array) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------- normalizers
+
 
 def normalize_l(lightness: jax.Array) -> jax.Array:
   """Maps L in [0, 100] to [-1, 1], a zero-centred network input: (L - 50) / 50."""
@@ -162,6 +169,7 @@ def denormalize_ab(x: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------- ab quantization
+
 
 @functools.lru_cache(maxsize=8)
 def ab_grid(bin_size: float = 10.0, *, samples_per_edge: int = 512) -> np.ndarray:
@@ -247,7 +255,7 @@ def soft_encode_ab(ab: jax.Array, centres: jax.Array, *, neighbours: int = 5, si
   sq_dist = jnp.sum((ab[..., None, :] - centres) ** 2, axis=-1)
   neg_sq_dist, nearest = lax.top_k(-sq_dist, neighbours)
   # softmax subtracts the max: an ab far outside the gamut would otherwise underflow every weight to 0 and give 0/0.
-  weights = jax.nn.softmax(neg_sq_dist / (2.0 * sigma ** 2), axis=-1)
+  weights = jax.nn.softmax(neg_sq_dist / (2.0 * sigma**2), axis=-1)
   # Scatter by comparison and sum, which XLA fuses without materializing a (..., neighbours, Q) one-hot.
   hit = nearest[..., :, None] == jnp.arange(num_bins)
   return jnp.sum(jnp.where(hit, weights[..., :, None], 0.0), axis=-2)

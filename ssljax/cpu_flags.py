@@ -22,11 +22,11 @@ import warnings
 
 # (flag, value).
 FLAGS = (
-    # jaxlib 0.10.2 hands every convolution to YNNPACK, whose kernel gradients ran 4-7x slower than PyTorch's
-    # in ResNet-18's 32x32 and 16x16 stages. Without it (the other YNNPACK fusions, dots among them, stay):
-    # ResNet-18 CIFAR step at batch 32, 7.73 -> 2.13 s (2.68 s with every YNNPACK fusion off); SimCLR `cpu`
-    # step with XLA's conv 1168 -> 499 ms (530 ms with every fusion off). Losses within float32 rounding.
-    ("xla_cpu_experimental_ynn_fusion_type", "-individual_convolution"),
+  # jaxlib 0.10.2 hands every convolution to YNNPACK, whose kernel gradients ran 4-7x slower than PyTorch's
+  # in ResNet-18's 32x32 and 16x16 stages. Without it (the other YNNPACK fusions, dots among them, stay):
+  # ResNet-18 CIFAR step at batch 32, 7.73 -> 2.13 s (2.68 s with every YNNPACK fusion off); SimCLR `cpu`
+  # step with XLA's conv 1168 -> 499 ms (530 ms with every fusion off). Losses within float32 rounding.
+  ("xla_cpu_experimental_ynn_fusion_type", "-individual_convolution"),
 )
 
 _ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm6_plugin", "jax_rocm7_plugin", "libtpu")
@@ -68,6 +68,7 @@ def _backend_started() -> bool:
     return False
   try:
     from jax._src import xla_bridge
+
     return xla_bridge.backends_are_initialized()
   except (ImportError, AttributeError):  # a jax without this check: assume the worst, add nothing
     return True
@@ -78,14 +79,15 @@ def apply() -> list[str]:
   if os.environ.get("SSLJAX_CPU_FLAGS", "1") == "0" or not _cpu_is_the_backend():
     return []
   current = os.environ.get("XLA_FLAGS", "")
-  wanted = [f"--{name}={value}" for name, value in FLAGS
-            if f"--{name}=" not in current and jaxlib_knows(name)]
+  wanted = [f"--{name}={value}" for name, value in FLAGS if f"--{name}=" not in current and jaxlib_knows(name)]
   if not wanted:
     return []
   if _backend_started():
-    warnings.warn(f"jax started its backend before ssljax was imported, so ssljax's CPU flags ({' '.join(wanted)}) "
-                  "are not set and convolutions train slower: import ssljax first, or put them in XLA_FLAGS",
-                  stacklevel=3)
+    warnings.warn(
+      f"jax started its backend before ssljax was imported, so ssljax's CPU flags ({' '.join(wanted)}) "
+      "are not set and convolutions train slower: import ssljax first, or put them in XLA_FLAGS",
+      stacklevel=3,
+    )
     return []
   os.environ["XLA_FLAGS"] = " ".join([current, *wanted]).strip()
   return wanted

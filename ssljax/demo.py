@@ -47,19 +47,28 @@ def fill(workdir: str, text: str, *, top: int = 5) -> list[list[tuple[str, float
   checkpointer.close()
   rows = params["encoder"]["token_embed"]["embedding"].shape[0]
   if rows != tok.vocab_size:
-    raise DataError(f"the tokenizer in {workdir}/tokenizer has {tok.vocab_size} tokens but the checkpoint's "
-                    f"embedding has {rows} rows: they do not belong together")
+    raise DataError(
+      f"the tokenizer in {workdir}/tokenizer has {tok.vocab_size} tokens but the checkpoint's "
+      f"embedding has {rows} rows: they do not belong together"
+    )
   ids = [tok.cls_id] + tok.encode(text).tolist() + [tok.sep_id]
   masks = [i for i, t in enumerate(ids) if t == tok.mask_id]
   if not masks:
     raise DataError(f"no [MASK] in {text!r}")
   if len(ids) > config.data.max_len:
-    raise DataError(f"the text is {len(ids)} tokens with [CLS] and [SEP], longer than the model's "
-                    f"data.max_len={config.data.max_len}")
+    raise DataError(
+      f"the text is {len(ids)} tokens with [CLS] and [SEP], longer than the model's data.max_len={config.data.max_len}"
+    )
   model = bert.build_model(config, rows)
   tokens = jnp.asarray([ids], jnp.int32)
-  (logits, _), _ = model.apply({"params": params}, tokens, jnp.zeros_like(tokens), tokens != tok.pad_id,
-                               jnp.asarray([masks], jnp.int32), train=False)
+  (logits, _), _ = model.apply(
+    {"params": params},
+    tokens,
+    jnp.zeros_like(tokens),
+    tokens != tok.pad_id,
+    jnp.asarray([masks], jnp.int32),
+    train=False,
+  )
   probs = jax.nn.softmax(logits[0], axis=-1)
   best = jax.lax.top_k(probs, top)
   vocab = tok.vocab
@@ -67,8 +76,9 @@ def fill(workdir: str, text: str, *, top: int = 5) -> list[list[tuple[str, float
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m ssljax.demo", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+    prog="python -m ssljax.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   sub = parser.add_subparsers(dest="command", required=True)
   p = sub.add_parser("fill", help="top predictions of a BERT run for each [MASK] in a text")
   p.add_argument("text")

@@ -79,10 +79,12 @@ class MetricWriter:
 
     image = np.asarray(image)
     png = io.BytesIO()
-    matplotlib.image.imsave(png, image[..., 0] if image.shape[-1] == 1 else image, format="png",
-                            cmap="gray" if image.shape[-1] == 1 else None)
-    encoded = summary_pb2.Summary.Image(height=image.shape[0], width=image.shape[1], colorspace=4,
-                                        encoded_image_string=png.getvalue())
+    matplotlib.image.imsave(
+      png, image[..., 0] if image.shape[-1] == 1 else image, format="png", cmap="gray" if image.shape[-1] == 1 else None
+    )
+    encoded = summary_pb2.Summary.Image(
+      height=image.shape[0], width=image.shape[1], colorspace=4, encoded_image_string=png.getvalue()
+    )
     self._write_summary(step, [summary_pb2.Summary.Value(tag=name, image=encoded)])
 
   def close(self) -> None:
@@ -101,8 +103,9 @@ def _duration(seconds: float) -> str:
 class Progress:
   """`step 120/1170 (10%) | loss 5.12 | 812 ex/s, 101 ex/s/device | ETA 12m30s`, timed from the first step."""
 
-  def __init__(self, *, total_steps: int, batch_size: int, num_devices: int, start_step: int, unit: str = "ex",
-               stream=sys.stdout):
+  def __init__(
+    self, *, total_steps: int, batch_size: int, num_devices: int, start_step: int, unit: str = "ex", stream=sys.stdout
+  ):
     self.total, self.batch, self.devices, self.stream, self.unit = total_steps, batch_size, num_devices, stream, unit
     self._t0, self._step0 = None, start_step
 

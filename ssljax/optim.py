@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ssljax.config import ConfigError
-
 import jax
 import optax
+
+from ssljax.config import ConfigError
 
 
 def decay_mask(params):
@@ -42,15 +42,23 @@ def make_schedule(optim_config, *, batch_size: int, total_steps: int, steps_per_
 
 def make_optimizer(optim_config, *, batch_size: int, total_steps: int, steps_per_epoch: int):
   """Returns (optax transformation, schedule)."""
-  schedule = make_schedule(optim_config, batch_size=batch_size, total_steps=total_steps,
-                           steps_per_epoch=steps_per_epoch)
+  schedule = make_schedule(
+    optim_config, batch_size=batch_size, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+  )
   name, wd = optim_config.name, optim_config.weight_decay
   if name == "lars":
-    tx = optax.lars(schedule, weight_decay=wd, weight_decay_mask=decay_mask, trust_ratio_mask=decay_mask,
-                    trust_coefficient=optim_config.trust_coefficient, momentum=optim_config.momentum)
+    tx = optax.lars(
+      schedule,
+      weight_decay=wd,
+      weight_decay_mask=decay_mask,
+      trust_ratio_mask=decay_mask,
+      trust_coefficient=optim_config.trust_coefficient,
+      momentum=optim_config.momentum,
+    )
   elif name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(wd, mask=decay_mask),
-                     optax.sgd(schedule, momentum=optim_config.momentum or None))
+    tx = optax.chain(
+      optax.add_decayed_weights(wd, mask=decay_mask), optax.sgd(schedule, momentum=optim_config.momentum or None)
+    )
   elif name == "adamw":
     tx = optax.adamw(schedule, b1=optim_config.momentum, b2=optim_config.b2, weight_decay=wd, mask=decay_mask)
   else:

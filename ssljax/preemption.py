@@ -88,9 +88,13 @@ class Preemption:
       if self._jax_handler is not None:
         self._jax_handler(signal.SIGTERM)  # sets the notifier's flag; it tells the other processes
       if not self._done.wait(self.grace_s):
-        print(f"preempted: SIGTERM, and the run did not stop within {self.grace_s:.0f} s (blocked in a "
-              "collective or a save whose peer is gone?); exiting without a checkpoint of this step, the last "
-              "complete one stays; run the same command again to resume", file=sys.stderr, flush=True)
+        print(
+          f"preempted: SIGTERM, and the run did not stop within {self.grace_s:.0f} s (blocked in a "
+          "collective or a save whose peer is gone?); exiting without a checkpoint of this step, the last "
+          "complete one stays; run the same command again to resume",
+          file=sys.stderr,
+          flush=True,
+        )
         os._exit(EXIT_STATUS)
     finally:
       os.close(self._read_fd)

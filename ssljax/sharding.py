@@ -14,7 +14,8 @@ import time
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -41,8 +42,10 @@ def _rendezvous(address: str, num_processes: int, process_id: int, timeout_s: fl
         while len(peers) < num_processes - 1:
           if time.monotonic() > deadline:
             missing = sorted(set(range(1, num_processes)) - set(peers))
-            raise DistributedError(f"coordinator {address}: processes {missing} of {num_processes} did not join "
-                                   f"within {timeout_s:.0f} s (SSLJAX_INIT_TIMEOUT_S)")
+            raise DistributedError(
+              f"coordinator {address}: processes {missing} of {num_processes} did not join "
+              f"within {timeout_s:.0f} s (SSLJAX_INIT_TIMEOUT_S)"
+            )
           try:
             conn, _ = server.accept()
           except TimeoutError:
@@ -67,8 +70,10 @@ def _rendezvous(address: str, num_processes: int, process_id: int, timeout_s: fl
     except OSError:
       pass
     if time.monotonic() > deadline:
-      raise DistributedError(f"process {process_id} of {num_processes} could not reach the coordinator {address} "
-                             f"within {timeout_s:.0f} s (SSLJAX_INIT_TIMEOUT_S): is process 0 running there?")
+      raise DistributedError(
+        f"process {process_id} of {num_processes} could not reach the coordinator {address} "
+        f"within {timeout_s:.0f} s (SSLJAX_INIT_TIMEOUT_S): is process 0 running there?"
+      )
     time.sleep(0.5)
 
 
@@ -86,16 +91,21 @@ def initialize_distributed() -> None:
       num_processes = int(os.environ["SSLJAX_NUM_PROCESSES"])
       process_id = int(os.environ["SSLJAX_PROCESS_ID"])
     except (KeyError, ValueError):
-      raise DistributedError("SSLJAX_COORDINATOR is set, so SSLJAX_NUM_PROCESSES and SSLJAX_PROCESS_ID must be "
-                             "integers") from None
+      raise DistributedError(
+        "SSLJAX_COORDINATOR is set, so SSLJAX_NUM_PROCESSES and SSLJAX_PROCESS_ID must be integers"
+      ) from None
     if ":" not in address or not address.rsplit(":", 1)[1].isdigit():
       raise DistributedError(f"SSLJAX_COORDINATOR={address}: expected host:port")
     if not 0 <= process_id < num_processes:
       raise DistributedError(f"SSLJAX_PROCESS_ID={process_id} is not in [0, SSLJAX_NUM_PROCESSES={num_processes})")
     if num_processes > 1:
       _rendezvous(address, num_processes, process_id, timeout_s)
-    jax.distributed.initialize(coordinator_address=address, num_processes=num_processes, process_id=process_id,
-                               initialization_timeout=int(timeout_s))
+    jax.distributed.initialize(
+      coordinator_address=address,
+      num_processes=num_processes,
+      process_id=process_id,
+      initialization_timeout=int(timeout_s),
+    )
   elif os.environ.get("SSLJAX_DISTRIBUTED") == "1":
     jax.distributed.initialize(initialization_timeout=int(timeout_s))
 
@@ -157,17 +167,19 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str = "batch_size") -> No
   from ssljax.config import ConfigError
 
   if batch_size % mesh.size:
-    raise ConfigError(f"{key}={batch_size} is not divisible by the {mesh.size} devices of the mesh "
-                     f"({jax.process_count()} processes x {jax.local_device_count()} devices)")
+    raise ConfigError(
+      f"{key}={batch_size} is not divisible by the {mesh.size} devices of the mesh "
+      f"({jax.process_count()} processes x {jax.local_device_count()} devices)"
+    )
 
 
-def host_to_global(tree, mesh: Mesh, spec: P = P(DATA_AXIS)):
+def host_to_global(tree, mesh: Mesh, spec: P | None = None):
   """Host arrays that every process holds whole (an eval batch, a fresh head) -> global jax.Arrays with `spec`.
 
   Unlike `global_batch`, where each process brings its own rows, each process here hands over the slices its
   own devices hold of the same full array.
   """
-  sharding = NamedSharding(mesh, spec)
+  sharding = NamedSharding(mesh, P(DATA_AXIS) if spec is None else spec)
 
   def one(x):
     x = np.asarray(x)

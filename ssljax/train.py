@@ -23,8 +23,8 @@ import numpy as np
 import optax
 
 from ssljax import config as config_lib
-from ssljax import metrics as metrics_lib
 from ssljax import methods, optim, preemption, sharding, storage
+from ssljax import metrics as metrics_lib
 from ssljax.checkpoint import Checkpointer
 
 
@@ -75,8 +75,7 @@ def make_train_step(method, config, tx: optax.GradientTransformation, schedule):
     rng = jax.random.fold_in(state.rng, state.step)  # the step decides the randomness, so resume is exact
     learning_rate = schedule(state.step)
     if hasattr(method, "update"):
-      params, method_state, metrics = method.update(state.params, state.method_state, batch, rng, learning_rate,
-                                                    config)
+      params, method_state, metrics = method.update(state.params, state.method_state, batch, rng, learning_rate, config)
       opt_state, loss, grad_norm = state.opt_state, metrics.pop("loss"), metrics.pop("grad_norm")
     else:
       grad_fn = jax.value_and_grad(functools.partial(method.loss_fn, config=config), has_aux=True)
@@ -84,8 +83,13 @@ def make_train_step(method, config, tx: optax.GradientTransformation, schedule):
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
       grad_norm = optax.tree.norm(grads)
-    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, learning_rate=learning_rate,
-                   finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+    metrics = dict(
+      metrics,
+      loss=loss,
+      grad_norm=grad_norm,
+      learning_rate=learning_rate,
+      finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm),
+    )
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, method_state=method_state)
     return new_state, metrics
 
@@ -100,8 +104,10 @@ def _prepare_workdir(workdir, config, is_main: bool) -> None:
     previous = json.loads(path.read_text())
     if config_lib.fingerprint(previous) != config_lib.fingerprint(current):
       changed = config_lib.config_diff(previous, current)
-      raise config_lib.ConfigError(f"workdir {workdir} holds a run of a different config (changed: "
-                                   f"{', '.join(changed)}); use a new --workdir or the original config")
+      raise config_lib.ConfigError(
+        f"workdir {workdir} holds a run of a different config (changed: "
+        f"{', '.join(changed)}); use a new --workdir or the original config"
+      )
   elif is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     storage.write_json_atomic(path, current)
@@ -127,8 +133,9 @@ def _check_shared_workdir(workdir) -> None:
   if not seen_by.all():
     blind = [int(p) for p in np.flatnonzero(~seen_by)]
     raise sharding.DistributedError(
-        f"processes {blind} of {jax.process_count()} do not see the workdir {workdir} that process 0 writes "
-        "(checked for 30 s): every process needs the same workdir, on a shared filesystem or gs://")
+      f"processes {blind} of {jax.process_count()} do not see the workdir {workdir} that process 0 writes "
+      "(checked for 30 s): every process needs the same workdir, on a shared filesystem or gs://"
+    )
 
 
 def _total_steps(config, steps_per_epoch: int) -> int:
@@ -143,11 +150,16 @@ def _check_finite(pending: list, last_good: int | None, checkpoint_dir: str) -> 
   fetched = jax.device_get(pending)
   for step, m in fetched:
     if not bool(m["finite"]):
-      where = (f"the last good checkpoint is step {last_good} in {checkpoint_dir}" if last_good is not None
-               else "no checkpoint was saved before it")
-      raise TrainingError(f"non-finite loss or gradients at step {step} (loss={float(m['loss']):.4g}, "
-                          f"grad_norm={float(m['grad_norm']):.4g}); {where}; "
-                          "lower optim.learning_rate or set optim.grad_clip_norm")
+      where = (
+        f"the last good checkpoint is step {last_good} in {checkpoint_dir}"
+        if last_good is not None
+        else "no checkpoint was saved before it"
+      )
+      raise TrainingError(
+        f"non-finite loss or gradients at step {step} (loss={float(m['loss']):.4g}, "
+        f"grad_norm={float(m['grad_norm']):.4g}); {where}; "
+        "lower optim.learning_rate or set optim.grad_clip_norm"
+      )
   return [m for _, m in fetched]
 
 
@@ -189,8 +201,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_data = method.load_train_data(config, workdir=os.fspath(workdir))
   steps_per_epoch = train_data.steps_per_epoch(config.batch_size)
   total_steps = _total_steps(config, steps_per_epoch)
-  tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=total_steps,
-                                      steps_per_epoch=steps_per_epoch)
+  tx, schedule = optim.make_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+  )
 
   # Shapes only: init runs under jit straight into replicated buffers, so nothing is copied to the mesh.
   example = jax.tree.map(jnp.asarray, train_data.example_batch(config.batch_size))
@@ -199,8 +212,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   def init_state(rng):
     init_rng, train_rng = jax.random.split(rng)
     params, method_state = method.init(config, init_rng, example, data=train_data)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      method_state=method_state, rng=train_rng)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), method_state=method_state, rng=train_rng
+    )
 
   init_fn = jax.jit(init_state, out_shardings=repl)
   state = init_fn(jax.random.PRNGKey(config.seed))
@@ -212,16 +226,29 @@ def train_and_evaluate(config, workdir: str) -> dict:
     print(f"resumed from step {start_step} of {total_steps} in {checkpointer.directory}", flush=True)
   start_step = start_step or 0
 
-  train_step = jax.jit(make_train_step(method, config, tx, schedule), donate_argnums=0,
-                       in_shardings=(repl, sharding.batch_sharded(mesh)), out_shardings=(repl, repl))
+  train_step = jax.jit(
+    make_train_step(method, config, tx, schedule),
+    donate_argnums=0,
+    in_shardings=(repl, sharding.batch_sharded(mesh)),
+    out_shardings=(repl, repl),
+  )
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
   # A row of a language model's batch is many tokens: throughput counts what the method's unit names.
   per_row = method.units_per_example(config) if hasattr(method, "units_per_example") else 1
-  progress = metrics_lib.Progress(total_steps=total_steps, batch_size=config.batch_size * per_row,
-                                  num_devices=mesh.size,
-                                  start_step=start_step, unit=getattr(method, "EXAMPLE_UNIT", "ex"))
-  stream = train_data.stream(batch_size=config.batch_size, seed=config.seed, start_step=start_step,
-                             process_index=jax.process_index(), process_count=jax.process_count())
+  progress = metrics_lib.Progress(
+    total_steps=total_steps,
+    batch_size=config.batch_size * per_row,
+    num_devices=mesh.size,
+    start_step=start_step,
+    unit=getattr(method, "EXAMPLE_UNIT", "ex"),
+  )
+  stream = train_data.stream(
+    batch_size=config.batch_size,
+    seed=config.seed,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
 
   pending, last_good, compiled, flops, examples_per_sec = [], start_step or None, None, None, 0.0
   final_loss = _last_logged_loss(workdir)
@@ -260,32 +287,42 @@ def train_and_evaluate(config, workdir: str) -> dict:
           last_good = step
         if stop_now:
           checkpointer.wait()
-          raise Preempted(f"SIGTERM: every process saved step {step} in {checkpointer.directory}; "
-                          "run the same command again to resume")
+          raise Preempted(
+            f"SIGTERM: every process saved step {step} in {checkpointer.directory}; "
+            "run the same command again to resume"
+          )
     checkpointer.wait()
     train_s = time.perf_counter() - t_start
     train_peak_rss_mib = metrics_lib.peak_rss_mib()  # before the evals' own
-    results = method.evaluate(config, workdir=os.fspath(workdir), mesh=mesh, method=method, params=state.params,
-                              method_state=state.method_state, train_data=train_data,
-                              initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)), writer=writer,
-                              step=step)
+    results = method.evaluate(
+      config,
+      workdir=os.fspath(workdir),
+      mesh=mesh,
+      method=method,
+      params=state.params,
+      method_state=state.method_state,
+      train_data=train_data,
+      initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)),
+      writer=writer,
+      step=step,
+    )
   finally:
     writer.close()
     checkpointer.close()
 
   summary = {
-      "steps": int(step),
-      "total_steps": total_steps,
-      "resumed_from": start_step,
-      "final_loss": final_loss,
-      "wall_s": time.perf_counter() - t_start,
-      "train_wall_s": train_s,
-      "train_peak_rss_mib": train_peak_rss_mib,
-      "peak_rss_mib": metrics_lib.peak_rss_mib(),
-      "examples_per_sec": examples_per_sec,
-      "num_devices": mesh.size,
-      "flops_per_step": flops,
-      "params_sha256": params_sha256(state.params),
+    "steps": int(step),
+    "total_steps": total_steps,
+    "resumed_from": start_step,
+    "final_loss": final_loss,
+    "wall_s": time.perf_counter() - t_start,
+    "train_wall_s": train_s,
+    "train_peak_rss_mib": train_peak_rss_mib,
+    "peak_rss_mib": metrics_lib.peak_rss_mib(),
+    "examples_per_sec": examples_per_sec,
+    "num_devices": mesh.size,
+    "flops_per_step": flops,
+    "params_sha256": params_sha256(state.params),
   }
   if is_main:
     storage.write_json_atomic(workdir / "eval.json", results)

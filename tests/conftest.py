@@ -1,4 +1,5 @@
 """Test-wide setup: eight fake CPU devices, so mesh code runs as it would on a pod slice."""
+
 import os
 import tempfile
 

@@ -13,8 +13,15 @@ TINY_SIMCLR = "configs/simclr.py:tiny"
 def run_cli(config: str, workdir, *overrides, wait: bool = True, env: dict | None = None):
   """`launch/run.py --config CONFIG --workdir WORKDIR --config.OVERRIDE...`: (returncode, stdout, stderr), or
   the running process when `wait` is False. `env` adds to (or, with None values, removes from) the environment."""
-  cmd = [sys.executable, "launch/run.py", "--config", config, "--workdir", str(workdir),
-         *[f"--config.{o}" for o in overrides]]
+  cmd = [
+    sys.executable,
+    "launch/run.py",
+    "--config",
+    config,
+    "--workdir",
+    str(workdir),
+    *[f"--config.{o}" for o in overrides],
+  ]
   full_env = dict(os.environ)
   for key, value in (env or {}).items():
     if value is None:
@@ -33,8 +40,12 @@ def assert_params_close(a, b, atol: float = 1e-5) -> None:
   import jax
   import numpy as np
 
-  flat = lambda tree: np.concatenate([np.ravel(leaf) for _, leaf in sorted(
-      jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda kv: jax.tree_util.keystr(kv[0]))])
+  flat = lambda tree: np.concatenate(
+    [
+      np.ravel(leaf)
+      for _, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda kv: jax.tree_util.keystr(kv[0]))
+    ]
+  )
   np.testing.assert_allclose(flat(a), flat(b), rtol=0, atol=atol)
 
 
@@ -56,8 +67,13 @@ def run_processes(config: str, workdirs, *overrides, devices: int = 2, env: dict
   port = free_port()
   procs = []
   for i, workdir in enumerate(workdirs):
-    process_env = {**devices_env(devices), "SSLJAX_COORDINATOR": f"127.0.0.1:{port}",
-                   "SSLJAX_NUM_PROCESSES": str(len(workdirs)), "SSLJAX_PROCESS_ID": str(i), **(env or {})}
+    process_env = {
+      **devices_env(devices),
+      "SSLJAX_COORDINATOR": f"127.0.0.1:{port}",
+      "SSLJAX_NUM_PROCESSES": str(len(workdirs)),
+      "SSLJAX_PROCESS_ID": str(i),
+      **(env or {}),
+    }
     procs.append(run_cli(config, workdir, *overrides, wait=False, env=process_env))
   if not wait:
     return procs

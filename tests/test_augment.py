@@ -1,5 +1,6 @@
 """Tests for ssljax.augment: each op against a float64 NumPy reference where one exists, plus the contracts
 (shape, dtype, [0, 1] range, jit/vmap, key determinism, sharding invariance) that the train step relies on."""
+
 import colorsys
 import functools
 
@@ -7,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ssljax import augment
 
@@ -30,6 +32,7 @@ def _jit(function, /, **kwargs):
 
 
 # ----------------------------------------------------------------------------------------- NumPy references
+
 
 def _np_bilinear_crop(image, box, size):
   """Half-pixel-centred bilinear sampling of box (top, left, h, w), edge-clamped: torchvision's convention."""
@@ -84,21 +87,21 @@ def _np_blur(x, sigma, radius):
   k = _np_gaussian(sigma, radius)
   x = np.pad(np.asarray(x, np.float64), ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
   h, w = x.shape[0] - 2 * radius, x.shape[1] - 2 * radius
-  x = sum(k[i] * x[i:i + h] for i in range(len(k)))
-  return sum(k[i] * x[:, i:i + w] for i in range(len(k)))
+  x = sum(k[i] * x[i : i + h] for i in range(len(k)))
+  return sum(k[i] * x[:, i : i + w] for i in range(len(k)))
 
 
 # ------------------------------------------------------------------------------------ contract, every op
 
 RANDOM_OPS = {
-    "random_resized_crop": functools.partial(augment.random_resized_crop, size=(12, 10)),
-    "center_crop_resize": functools.partial(augment.center_crop_resize, size=(12, 10), crop_fraction=0.8),
-    "horizontal_flip": functools.partial(augment.horizontal_flip, p=1.0),
-    "color_jitter": functools.partial(augment.color_jitter, p=1.0),
-    "grayscale": functools.partial(augment.grayscale, p=1.0),
-    "gaussian_blur": functools.partial(augment.gaussian_blur, p=1.0),
-    "solarize": functools.partial(augment.solarize, p=1.0),
-    "simclr_augment": functools.partial(augment.simclr_augment, size=(12, 10), blur_p=1.0, solarize_p=0.5),
+  "random_resized_crop": functools.partial(augment.random_resized_crop, size=(12, 10)),
+  "center_crop_resize": functools.partial(augment.center_crop_resize, size=(12, 10), crop_fraction=0.8),
+  "horizontal_flip": functools.partial(augment.horizontal_flip, p=1.0),
+  "color_jitter": functools.partial(augment.color_jitter, p=1.0),
+  "grayscale": functools.partial(augment.grayscale, p=1.0),
+  "gaussian_blur": functools.partial(augment.gaussian_blur, p=1.0),
+  "solarize": functools.partial(augment.solarize, p=1.0),
+  "simclr_augment": functools.partial(augment.simclr_augment, size=(12, 10), blur_p=1.0, solarize_p=0.5),
 }
 RESIZING = {"random_resized_crop", "center_crop_resize", "simclr_augment"}
 STOCHASTIC_AT_P1 = {"random_resized_crop", "color_jitter", "gaussian_blur", "simclr_augment"}
@@ -137,6 +140,7 @@ def test_p_zero_is_identity(name):
 
 # -------------------------------------------------------------------------------------------------- flip
 
+
 def test_flip_p_one_mirrors_every_time():
   image = _image(3)
   out = jax.jit(jax.vmap(lambda k: augment.horizontal_flip(image, k, p=1.0)))(_keys(8))
@@ -154,11 +158,15 @@ def test_flip_half_the_time():
 
 # -------------------------------------------------------------------------------------------------- crops
 
-@pytest.mark.parametrize("box, size", [
+
+@pytest.mark.parametrize(
+  "box, size",
+  [
     ((3, 2, 9, 7), (12, 10)),  # upsampling an interior box
     ((0, 0, 16, 16), (6, 5)),  # downsampling the whole image
     ((10, 11, 6, 5), (7, 9)),  # box touching the bottom-right edge
-])
+  ],
+)
 def test_crop_resize_matches_numpy_bilinear(box, size):
   image = _image(3)
   out = jax.jit(augment._crop_resize, static_argnums=2)(image, jnp.array(box, jnp.float32), size)
@@ -195,15 +203,18 @@ def test_crop_falls_back_to_torchvision_center_crop():
 
 def test_center_crop_resize():
   image = _image(3, 32, 32)
-  np.testing.assert_allclose(_jit(augment.center_crop_resize, size=28, crop_fraction=0.875)(image),
-                             np.asarray(image)[2:30, 2:30], atol=1e-6)
+  np.testing.assert_allclose(
+    _jit(augment.center_crop_resize, size=28, crop_fraction=0.875)(image), np.asarray(image)[2:30, 2:30], atol=1e-6
+  )
   np.testing.assert_allclose(_jit(augment.center_crop_resize, size=32)(image), image, atol=1e-6)
   wide = _image(1, 20, 40)
-  np.testing.assert_allclose(_jit(augment.center_crop_resize, size=(10, 10))(wide),
-                             _np_bilinear_crop(wide, (0, 10, 20, 20), (10, 10)), atol=1e-5)
+  np.testing.assert_allclose(
+    _jit(augment.center_crop_resize, size=(10, 10))(wide), _np_bilinear_crop(wide, (0, 10, 20, 20), (10, 10)), atol=1e-5
+  )
 
 
 # --------------------------------------------------------------------------------------------- colour
+
 
 def test_grayscale_matches_luma_reference():
   image = _image(3)
@@ -239,8 +250,14 @@ def test_hue_shift_matches_colorsys_and_zero_is_identity():
 def test_brightness_only_jitter_scales_and_clips():
   image = _image(3)
   strengths = dict(brightness=0.4, contrast=0.0, saturation=0.0, hue=0.0)
-  run = jax.jit(jax.vmap(lambda k: (augment.color_jitter(image, k, p=1.0, **strengths),
-                                    augment._jitter_params(k, *strengths.values())[2][0])))
+  run = jax.jit(
+    jax.vmap(
+      lambda k: (
+        augment.color_jitter(image, k, p=1.0, **strengths),
+        augment._jitter_params(k, *strengths.values())[2][0],
+      )
+    )
+  )
   out, factors = (np.asarray(a, np.float64) for a in run(_keys(16)))
   assert np.all((factors >= 0.6) & (factors <= 1.4)) and factors.min() < 1 < factors.max()
   expected = np.clip(factors[:, None, None, None] * np.asarray(image, np.float64), 0, 1)
@@ -250,8 +267,14 @@ def test_brightness_only_jitter_scales_and_clips():
 def test_color_jitter_matches_torchvision_reference_in_drawn_order():
   image = _image(3, 6, 6)
   strengths = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
-  run = jax.jit(jax.vmap(lambda k: (augment.color_jitter(image, k, p=1.0, **strengths),
-                                    *augment._jitter_params(k, *strengths.values())[1:])))
+  run = jax.jit(
+    jax.vmap(
+      lambda k: (
+        augment.color_jitter(image, k, p=1.0, **strengths),
+        *augment._jitter_params(k, *strengths.values())[1:],
+      )
+    )
+  )
   for got, order, factors in zip(*run(_keys(6))):
     np.testing.assert_allclose(got, _np_jitter(image, np.asarray(order), np.asarray(factors)), atol=2e-5)
 
@@ -269,6 +292,7 @@ def test_color_jitter_single_channel_ignores_saturation_and_hue():
 
 
 # --------------------------------------------------------------------------------------- blur, solarize
+
 
 def test_gaussian_kernel_is_normalised_and_symmetric():
   kernel = np.asarray(_jit(augment._gaussian_kernel, radius=5)(jnp.float32(1.7)))
@@ -314,16 +338,19 @@ def test_solarize_inverts_above_threshold():
 def test_normalize():
   image = _image(3)
   mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
-  np.testing.assert_allclose(augment.normalize(image, mean=mean, std=std),
-                             (np.asarray(image) - np.array(mean)) / np.array(std), atol=1e-6)
+  np.testing.assert_allclose(
+    augment.normalize(image, mean=mean, std=std), (np.asarray(image) - np.array(mean)) / np.array(std), atol=1e-6
+  )
 
 
 # --------------------------------------------------------------------------------- composition, batching
 
+
 def test_simclr_without_randomness_is_identity():
   image = _image(3)
-  out = _jit(augment.simclr_augment, size=16, crop_scale=(1.0, 1.0), flip=False, jitter_p=0.0,
-             grayscale_p=0.0, blur_p=0.0)(image, KEY)
+  out = _jit(
+    augment.simclr_augment, size=16, crop_scale=(1.0, 1.0), flip=False, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0
+  )(image, KEY)
   np.testing.assert_allclose(out, image, atol=1e-6)
 
 
@@ -350,7 +377,10 @@ def test_augment_batch_is_invariant_to_sharding():
 
 # ------------------------------------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("call, message", [
+
+@pytest.mark.parametrize(
+  "call, message",
+  [
     (lambda x: augment.horizontal_flip(x, KEY, p=1.5), "1.5"),
     (lambda x: augment.solarize(x, KEY, p=-0.1), "-0.1"),
     (lambda x: augment.random_resized_crop(x, KEY, size=(0, 8)), r"\(0, 8\)"),
@@ -364,7 +394,8 @@ def test_augment_batch_is_invariant_to_sharding():
     (lambda x: augment.normalize(x, mean=0.5, std=(1.0, 0.0, 1.0)), "std"),
     (lambda x: augment.augment_batch(x, KEY, augment.solarize), "rank 4"),
     (lambda x: augment.simclr_augment(x, KEY, size=8, jitter_strength=-1.0), "jitter_strength"),
-])
+  ],
+)
 def test_bad_static_arguments_raise(call, message):
   with pytest.raises(ValueError, match=message):
     call(_image(3))
@@ -378,7 +409,7 @@ def test_grid_tiles_stay_inside_their_cells_and_jitter_with_the_key():
   offsets = set()
   for cell in range(9):
     top, left = np.argwhere(image[..., 0] == tiles[cell, 0, 0, 0])[0]
-    np.testing.assert_array_equal(tiles[cell], image[top:top + tile, left:left + tile])
+    np.testing.assert_array_equal(tiles[cell], image[top : top + tile, left : left + tile])
     row, col = divmod(cell, 3)
     assert 0 <= top - 5 * row <= 2 and 0 <= left - 5 * col <= 2
     offsets.add((top - 5 * row, left - 5 * col))

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import jax
+import launcher
 import numpy as np
 import pytest
 
-import launcher
 from ssljax import losses
 from ssljax.data import lm, wordpiece
 from ssljax.methods import bert
@@ -45,7 +45,8 @@ def test_masking_picks_ordinary_tokens_at_bert_rates():
   tokens[:, 0] = wordpiece.CLS_ID
   tokens[np.arange(400), lengths - 1] = wordpiece.SEP_ID
   inputs, positions, labels, weights = jax.device_get(
-      bert.mask_tokens(jax.random.PRNGKey(0), tokens, vocab_size=1000, max_predictions=8))
+    bert.mask_tokens(jax.random.PRNGKey(0), tokens, vocab_size=1000, max_predictions=8)
+  )
   ordinary = (tokens >= 5).sum(1)
   np.testing.assert_array_equal(weights.sum(1), np.clip(np.round(0.15 * ordinary), 1, 8))
   chosen = weights > 0
@@ -66,9 +67,12 @@ def test_masking_picks_ordinary_tokens_at_bert_rates():
 def test_next_segment_pairs_are_bert_shaped_and_true_pairs_are_contiguous():
   # Token ids are positions in the text, so contiguity can be read off the ids.
   sizes = np.random.default_rng(2).integers(1, 40, 300)
-  docs = lm.TokenizedDocs(np.arange(5, 5 + sizes.sum(), dtype=np.int32),
-                          np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-                          np.repeat(np.arange(3), 100).astype(np.int32), ("a", "b", "c"))
+  docs = lm.TokenizedDocs(
+    np.arange(5, 5 + sizes.sum(), dtype=np.int32),
+    np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+    np.repeat(np.arange(3), 100).astype(np.int32),
+    ("a", "b", "c"),
+  )
   ex = lm.next_segment_examples(docs, max_len=48, seed=0, cls_id=2, sep_id=3)
   tokens, segments, is_next = ex["tokens"], ex["segments"], ex["is_next"]
   assert tokens.shape[1] == 48 and 0.4 < is_next.mean() < 0.6
@@ -77,8 +81,8 @@ def test_next_segment_pairs_are_bert_shaped_and_true_pairs_are_contiguous():
     real = row[row != 0]
     seps = np.flatnonzero(real == 3)
     assert real[0] == 2 and len(seps) == 2 and seps[1] == len(real) - 1
-    np.testing.assert_array_equal(seg[:len(real)], np.r_[np.zeros(seps[0] + 1), np.ones(len(real) - seps[0] - 1)])
-    a, b = real[1:seps[0]], real[seps[0] + 1:-1]
+    np.testing.assert_array_equal(seg[: len(real)], np.r_[np.zeros(seps[0] + 1), np.ones(len(real) - seps[0] - 1)])
+    a, b = real[1 : seps[0]], real[seps[0] + 1 : -1]
     assert len(a) and len(b) and np.all(np.diff(a) == 1) or len(a) == 1
     if nxt:  # B follows A in the same source (truncation may drop tokens between them)
       assert 1 <= b[0] - a[-1] <= 48 and source_of[a[-1] - 5] == source_of[b[0] - 5]
@@ -125,12 +129,20 @@ def test_the_product_step_learns_a_batch_by_heart():
   rng = np.random.default_rng(0)
   tokens = rng.integers(5, 64, (8, 32)).astype(np.int32)
   tokens[:, 0], tokens[:, 15], tokens[:, 31] = wordpiece.CLS_ID, wordpiece.SEP_ID, wordpiece.SEP_ID
-  batch = {"tokens": tokens, "segments": (np.arange(32) > 15).astype(np.int32)[None].repeat(8, 0),
-           "is_next": np.array([0, 1] * 4, np.int32)}
+  batch = {
+    "tokens": tokens,
+    "segments": (np.arange(32) > 15).astype(np.int32)[None].repeat(8, 0),
+    "is_next": np.array([0, 1] * 4, np.int32),
+  }
   params, method_state = bert.init(config, jax.random.PRNGKey(0), batch, data=None)
   tx, schedule = optim.make_optimizer(config.optim, batch_size=8, total_steps=150, steps_per_epoch=150)
-  state = train.TrainState(step=np.zeros((), np.int32), params=params, opt_state=tx.init(params),
-                           method_state=method_state, rng=jax.random.PRNGKey(1))
+  state = train.TrainState(
+    step=np.zeros((), np.int32),
+    params=params,
+    opt_state=tx.init(params),
+    method_state=method_state,
+    rng=jax.random.PRNGKey(1),
+  )
   step = jax.jit(train.make_train_step(bert, config, tx, schedule))
   history = []
   for _ in range(150):
@@ -141,8 +153,9 @@ def test_the_product_step_learns_a_batch_by_heart():
 
 
 def _demo(*args):
-  return subprocess.run([sys.executable, "-m", "ssljax.demo", *args], cwd=ROOT, capture_output=True, text=True,
-                        timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "ssljax.demo", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
 
 
 def test_fill_demo_prints_predictions_and_refuses_a_foreign_tokenizer(tiny_run, tmp_path):

@@ -8,12 +8,11 @@ import signal
 import time
 
 import jax
+import launcher
 import numpy as np
 
 from ssljax import config as config_lib
 from ssljax.checkpoint import Checkpointer
-
-import launcher
 
 TINY = launcher.TINY_SIMCLR
 NO_EVALS = ["evals.label_fractions=()", "evals.baselines=()"]
@@ -94,8 +93,9 @@ def test_sigterm_while_blocked_in_a_collective_ends_within_the_grace(tmp_path):
   """Process 0 frozen (SIGSTOP): process 1 waits in a collective that cannot complete; SIGTERM still ends it,
   with a message, once the grace period has passed."""
   run = ["total_steps=100000", "checkpoint_every=100000", "log_every=1", *NO_EVALS]
-  procs = launcher.run_processes(TINY, [tmp_path, tmp_path], *run, devices=2, wait=False,
-                                 env={"SSLJAX_PREEMPTION_GRACE_S": "3"})
+  procs = launcher.run_processes(
+    TINY, [tmp_path, tmp_path], *run, devices=2, wait=False, env={"SSLJAX_PREEMPTION_GRACE_S": "3"}
+  )
   try:
     wait_for_training(tmp_path, procs)
     procs[0].send_signal(signal.SIGSTOP)

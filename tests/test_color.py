@@ -1,5 +1,6 @@
 """Tests for ssljax.color: the Lab conversions against scikit-image (the reference the colorization papers' code
 uses), on random colours and a real photograph, plus the jit/vmap/gradient contracts and the ab quantization."""
+
 import re
 import warnings
 
@@ -40,6 +41,7 @@ def lab_to_rgb():
 
 # ---------------------------------------------------------------------------------------------- conversion
 
+
 def test_rgb_to_lab_matches_skimage_on_random_colours(rgb_to_lab):
   colours = _colours()
   ours = rgb_to_lab(colours)
@@ -51,8 +53,9 @@ def test_rgb_to_lab_matches_skimage_on_random_colours(rgb_to_lab):
 def test_rgb_to_lab_matches_skimage_on_a_photograph(rgb_to_lab):
   data = pytest.importorskip("skimage.data")
   image = (data.astronaut()[::8, ::8] / 255.0).astype(np.float32)  # 64 x 64: skin, suit, flag, sky
-  np.testing.assert_allclose(rgb_to_lab(image), _skimage_color().rgb2lab(image.astype(np.float64)),
-                             rtol=0, atol=LAB_ATOL)
+  np.testing.assert_allclose(
+    rgb_to_lab(image), _skimage_color().rgb2lab(image.astype(np.float64)), rtol=0, atol=LAB_ATOL
+  )
 
 
 def test_known_colours(rgb_to_lab):
@@ -103,11 +106,14 @@ def test_gradients_are_finite_at_the_edges():
   assert np.isfinite(grad).all()
 
 
-@pytest.mark.parametrize("function, name, shape", [
+@pytest.mark.parametrize(
+  "function, name, shape",
+  [
     (color.rgb_to_lab, "rgb", (4, 4)),
     (color.rgb_to_lab, "rgb", ()),
     (color.lab_to_rgb, "lab", (2, 3, 4)),
-])
+  ],
+)
 def test_bad_shape_is_named(function, name, shape):
   with pytest.raises(ValueError, match=rf"{name} must have shape \(\.\.\., 3\).*{re.escape(str(shape))}"):
     function(np.zeros(shape, np.float32))

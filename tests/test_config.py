@@ -16,20 +16,25 @@ def test_presets_load_locked():
 
 
 def test_overrides_are_typed():
-  c = config_lib.get_config(CPU, ["optim.learning_rate=1", "batch_size=64", "augment.flip=false",
-                                  "augment.crop_scale=(0.5, 1.0)", "data.path=/x"])
+  c = config_lib.get_config(
+    CPU,
+    ["optim.learning_rate=1", "batch_size=64", "augment.flip=false", "augment.crop_scale=(0.5, 1.0)", "data.path=/x"],
+  )
   assert c.optim.learning_rate == 1.0 and isinstance(c.optim.learning_rate, float)
   assert c.batch_size == 64 and c.augment.flip is False
   assert c.augment.crop_scale == (0.5, 1.0) and c.data.path == "/x"
 
 
-@pytest.mark.parametrize("override, words", [
+@pytest.mark.parametrize(
+  "override, words",
+  [
     ("optim.learning_rat=0.1", "unknown config key 'optim.learning_rat'"),
     ("optimm.lr=0.1", "unknown config key 'optimm'"),
     ("batch_size=big", "expected a int"),
     ("augment.flip=maybe", "expected true or false"),
     ("optim=3", "is a group of keys"),
-])
+  ],
+)
 def test_bad_overrides_name_the_key(override, words):
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.get_config(CPU, [override])

@@ -18,8 +18,9 @@ YNN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 def fresh_process(code: str, **env) -> dict:
   full_env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS", "SSLJAX_CPU_FLAGS")}
   full_env.update(env)
-  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True,
-                       timeout=120)
+  out = subprocess.run(
+    [sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -40,17 +41,26 @@ def test_import_adds_the_flags_on_a_cpu_host_and_jax_accepts_them():
   assert fresh_process(code, JAX_PLATFORMS="cpu")["flags"] == YNN
 
 
-@pytest.mark.parametrize("env", [dict(JAX_PLATFORMS="cuda"), dict(JAX_PLATFORMS="tpu,cpu"), dict(SSLJAX_CPU_FLAGS="0"),
-                                 dict(XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type=")])
+@pytest.mark.parametrize(
+  "env",
+  [
+    dict(JAX_PLATFORMS="cuda"),
+    dict(JAX_PLATFORMS="tpu,cpu"),
+    dict(SSLJAX_CPU_FLAGS="0"),
+    dict(XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type="),
+  ],
+)
 def test_import_leaves_accelerators_opt_outs_and_the_users_value_alone(env):
   assert fresh_process(REPORT, **env)["flags"] == env.get("XLA_FLAGS", "")
 
 
 def test_import_after_jax_started_warns_and_adds_nothing():
-  code = ("import json, os, warnings, jax; jax.numpy.ones(2).block_until_ready()\n"
-          "with warnings.catch_warnings(record=True) as w:\n"
-          "  warnings.simplefilter('always'); import ssljax\n"
-          "print(json.dumps({'flags': os.environ.get('XLA_FLAGS', ''), 'warnings': [str(x.message) for x in w]}))")
+  code = (
+    "import json, os, warnings, jax; jax.numpy.ones(2).block_until_ready()\n"
+    "with warnings.catch_warnings(record=True) as w:\n"
+    "  warnings.simplefilter('always'); import ssljax\n"
+    "print(json.dumps({'flags': os.environ.get('XLA_FLAGS', ''), 'warnings': [str(x.message) for x in w]}))"
+  )
   out = fresh_process(code)
   assert out["flags"] == ""
   assert len(out["warnings"]) == 1 and "import ssljax first" in out["warnings"][0]

@@ -33,6 +33,7 @@ def test_idx_roundtrip_and_truncation(tmp_path):
 def test_missing_dataset_says_how_to_get_it(tmp_path):
   class Missing:
     path, name = str(tmp_path / "nowhere"), "fashion_mnist"
+
   with pytest.raises(images.DataError, match="make data"):
     images.load_split(Missing, "train")
 
@@ -56,8 +57,10 @@ def test_stream_is_a_function_of_the_step():
 def test_processes_split_the_global_batch():
   split = images.load_split(_Data, "train", limit=512)
   whole = next(images.train_stream(split, batch_size=64, seed=0, start_step=5))
-  parts = [next(images.train_stream(split, batch_size=64, seed=0, start_step=5, process_index=p, process_count=4))
-           for p in range(4)]
+  parts = [
+    next(images.train_stream(split, batch_size=64, seed=0, start_step=5, process_index=p, process_count=4))
+    for p in range(4)
+  ]
   np.testing.assert_array_equal(np.concatenate([p["image"] for p in parts]), whole["image"])
   with pytest.raises(images.DataError, match="not divisible"):
     images.train_stream(split, batch_size=63, seed=0, start_step=0, process_count=2)
@@ -71,6 +74,7 @@ def test_eval_batches_cover_the_split_once():
 
 
 # ------------------------------------------------------------------------- crops of the scikit-image colour photos
+
 
 class _Photos:
   name, path, image_size = "skimage_photos", "", 24

@@ -30,14 +30,20 @@ def _builder_class():
 
   class SsljaxStreamTestJpegs(tfds.core.GeneratorBasedBuilder):
     """Constant-colour JPEGs of random height and width in [20, 60), five classes."""
+
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
       return tfds.core.DatasetInfo(
-          builder=self, supervised_keys=("image", "label"),
-          features=tfds.features.FeaturesDict({
-              "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-              "label": tfds.features.ClassLabel(names=["a", "b", "c", "d", "e"])}))
+        builder=self,
+        supervised_keys=("image", "label"),
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=["a", "b", "c", "d", "e"]),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples(TRAIN, 0), "test": self._generate_examples(TEST, 1)}
@@ -63,40 +69,56 @@ def data_dir(tmp_path_factory):
 
 
 def _data_config(data_dir, **overrides):
-  d = dict(name=NAME, path="", train_split="train", eval_split="test", image_size=SIZE, max_train_examples=0,
-           max_eval_examples=0, tfds_data_dir=data_dir, num_shards=SHARDS, shuffle_buffer=24)
+  d = dict(
+    name=NAME,
+    path="",
+    train_split="train",
+    eval_split="test",
+    image_size=SIZE,
+    max_train_examples=0,
+    max_eval_examples=0,
+    tfds_data_dir=data_dir,
+    num_shards=SHARDS,
+    shuffle_buffer=24,
+  )
   d.update(overrides)
   return types.SimpleNamespace(**d)
 
 
 def _batches(source, start_step, steps, process_index=0, process_count=1):
-  stream = source.stream(batch_size=BATCH, seed=7, start_step=start_step, process_index=process_index,
-                         process_count=process_count)
+  stream = source.stream(
+    batch_size=BATCH, seed=7, start_step=start_step, process_index=process_index, process_count=process_count
+  )
   return [next(stream) for _ in range(steps)]
 
 
 # Process 1 is a fresh interpreter without the builder class: it reads the prepared files by name, as a pod worker
 # reads imagenet2012 from TFDS_DATA_DIR. (Process 0 is this one: a second interpreter would cost another
 # TensorFlow import.)
-_PROCESS_1 = """
+_PROCESS_1 = f"""
 import sys, types
 import numpy as np
 from ssljax.data import images
 data_dir, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-config = types.SimpleNamespace(name={name!r}, path="", train_split="train", image_size={size}, max_train_examples=0,
-                               tfds_data_dir=data_dir, num_shards={shards}, shuffle_buffer=24)
-stream = images.load_train_data(config).stream(batch_size={batch}, seed=7, start_step=0, process_index=1,
+config = types.SimpleNamespace(name={NAME!r}, path="", train_split="train", image_size={SIZE}, max_train_examples=0,
+                               tfds_data_dir=data_dir, num_shards={SHARDS}, shuffle_buffer=24)
+stream = images.load_train_data(config).stream(batch_size={BATCH}, seed=7, start_step=0, process_index=1,
                                                process_count=2)
 rows = [next(stream) for _ in range(steps)]
 np.savez(out, image=np.stack([r["image"] for r in rows]), label=np.stack([r["label"] for r in rows]))
-""".format(name=NAME, size=SIZE, shards=SHARDS, batch=BATCH)
+"""
 
 
 def test_two_processes_read_the_single_process_batches(data_dir, tmp_path):
   steps = 2 * SPE + 3  # across two epoch boundaries
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.Popen([sys.executable, "-c", _PROCESS_1, data_dir, str(tmp_path / "p1.npz"), str(steps)],
-                          env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    [sys.executable, "-c", _PROCESS_1, data_dir, str(tmp_path / "p1.npz"), str(steps)],
+    env=env,
+    cwd=ROOT,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   source = images.load_train_data(_data_config(data_dir))
   whole = _batches(source, 0, steps)
   first = _batches(images.load_train_data(_data_config(data_dir)), 0, steps, process_index=0, process_count=2)
@@ -105,8 +127,9 @@ def test_two_processes_read_the_single_process_batches(data_dir, tmp_path):
   second = np.load(tmp_path / "p1.npz")
   for key in ("image", "label"):
     assert second[key].shape[1] == BATCH // 2
-    np.testing.assert_array_equal(np.concatenate([np.stack([b[key] for b in first]), second[key]], axis=1),
-                                  np.stack([b[key] for b in whole]))
+    np.testing.assert_array_equal(
+      np.concatenate([np.stack([b[key] for b in first]), second[key]], axis=1), np.stack([b[key] for b in whole])
+    )
   # Four processes (in this one, one shard each) cut the same batches again.
   quarters = [_batches(source, SPE - 2, 4, p, 4) for p in range(4)]
   for i, batch in enumerate(whole[SPE - 2 : SPE + 2]):
@@ -115,6 +138,7 @@ def test_two_processes_read_the_single_process_batches(data_dir, tmp_path):
   # An epoch visits distinct examples; the next epoch visits them in another order.
   def keys(batches):
     return [b["image"][j].tobytes() for b in batches for j in range(BATCH)]
+
   epoch0, epoch1 = keys(whole[:SPE]), keys(whole[SPE : 2 * SPE])
   assert len(set(epoch0)) == SPE * BATCH and epoch0 != epoch1
   assert len(set(epoch0) | set(epoch1)) <= SHARDS * 25
@@ -167,17 +191,23 @@ def test_max_train_examples_and_split_slices_limit_the_stream(data_dir):
 def test_misconfigurations_are_one_line_errors(data_dir):
   source = images.load_train_data(_data_config(data_dir))
   cases = [
-      (lambda: source.stream(batch_size=BATCH, seed=0, start_step=0, process_count=3),
-       r"data.num_shards=4 is not divisible by the 3 processes"),
-      (lambda: source.steps_per_epoch(6), r"batch_size=6 is not divisible by data.num_shards=4"),
-      (lambda: source.steps_per_epoch(4 * 26), r"takes 26 examples from each of the 4 shards"),
-      (lambda: images.load_train_data(_data_config(data_dir, name="ssljax_no_such_dataset")),
-       r"tfds could not load 'ssljax_no_such_dataset' split 'train'.*tfds build ssljax_no_such_dataset"),
-      (lambda: images.load_train_data(_data_config(data_dir, train_split="validation")),
-       r"'ssljax_stream_test_jpegs' split 'validation'.*TFDS_DATA_DIR"),
-      (lambda: images.load_split(_data_config(data_dir), "validation"), r"split 'validation'"),
-      (lambda: images.load_train_data(_data_config(data_dir, train_split="train+test")), r"one split or one slice"),
-      (lambda: images.load_train_data(_data_config(data_dir, num_shards=101)), r"num_shards=101 does not fit"),
+    (
+      lambda: source.stream(batch_size=BATCH, seed=0, start_step=0, process_count=3),
+      r"data.num_shards=4 is not divisible by the 3 processes",
+    ),
+    (lambda: source.steps_per_epoch(6), r"batch_size=6 is not divisible by data.num_shards=4"),
+    (lambda: source.steps_per_epoch(4 * 26), r"takes 26 examples from each of the 4 shards"),
+    (
+      lambda: images.load_train_data(_data_config(data_dir, name="ssljax_no_such_dataset")),
+      r"tfds could not load 'ssljax_no_such_dataset' split 'train'.*tfds build ssljax_no_such_dataset",
+    ),
+    (
+      lambda: images.load_train_data(_data_config(data_dir, train_split="validation")),
+      r"'ssljax_stream_test_jpegs' split 'validation'.*TFDS_DATA_DIR",
+    ),
+    (lambda: images.load_split(_data_config(data_dir), "validation"), r"split 'validation'"),
+    (lambda: images.load_train_data(_data_config(data_dir, train_split="train+test")), r"one split or one slice"),
+    (lambda: images.load_train_data(_data_config(data_dir, num_shards=101)), r"num_shards=101 does not fit"),
   ]
   for fn, pattern in cases:
     with pytest.raises(images.DataError, match=pattern) as info:

@@ -21,11 +21,18 @@ import step_throughput  # noqa: E402  (a script's module, importable from its di
 def run_script(name: str, *args, **env) -> subprocess.CompletedProcess:
   # The smoke runs check that the scripts work, not how fast they are: XLA's cheapest CPU compile takes a third
   # of the time.
-  flags = (os.environ.get("XLA_FLAGS", "")
-           + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+  flags = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+  )
   env = {**os.environ, "PYTHON": sys.executable, "XLA_FLAGS": flags.strip(), **env}
-  return subprocess.run(["bash", os.path.join(ROOT, "benchmarks", f"gpu_{name}.sh"), *args], cwd=ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    ["bash", os.path.join(ROOT, "benchmarks", f"gpu_{name}.sh"), *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 # ----------------------------------------------------------------------------------------
@@ -76,7 +83,9 @@ def test_gpu_all_reports_refusals_and_exits_2():
 # Peaks, precision and MFU: pure functions.
 
 
-@pytest.mark.parametrize("kind, precision, tflops", [
+@pytest.mark.parametrize(
+  "kind, precision, tflops",
+  [
     ("NVIDIA H200", "bf16", 989.4),
     ("NVIDIA H200", "tf32", 494.7),
     ("NVIDIA H100 80GB HBM3", "bf16", 989.4),  # the SXM part's name
@@ -89,14 +98,17 @@ def test_gpu_all_reports_refusals_and_exits_2():
     ("NVIDIA L4", "bf16", 121.0),
     ("NVIDIA A10", "tf32", 62.5),
     ("Tesla V100-SXM2-16GB", "tf32", 15.7),  # no TF32 on Volta: f32 matmuls run at the FP32 rate
-])
+  ],
+)
 def test_peak_flops_of_known_chips(kind, precision, tflops):
   peak = step_throughput.peak_flops(kind, precision)
   assert peak.flops == pytest.approx(tflops * 1e12)
   assert f"{tflops:g} TFLOP/s" in peak.note
 
 
-@pytest.mark.parametrize("kind, precision, why", [
+@pytest.mark.parametrize(
+  "kind, precision, why",
+  [
     ("NVIDIA H100 NVL", "bf16", "no peak listed for device 'NVIDIA H100 NVL'"),  # not the SXM figure
     ("NVIDIA H200 NVL", "bf16", "no peak listed for device"),
     ("NVIDIA A10G", "bf16", "no peak listed for device"),  # not A10's, nor A100's
@@ -104,13 +116,16 @@ def test_peak_flops_of_known_chips(kind, precision, tflops):
     ("cpu", "tf32", "no peak listed for device 'cpu'"),
     ("Tesla V100-SXM2-16GB", "bf16", "no bf16 peak listed for V100 SXM2"),
     ("NVIDIA H200", "bfloat16_3x", "no bfloat16_3x peak listed for H200 SXM"),
-])
+  ],
+)
 def test_peak_flops_is_none_with_a_reason_when_unknown(kind, precision, why):
   peak = step_throughput.peak_flops(kind, precision)
   assert peak.flops is None and why in peak.note
 
 
-@pytest.mark.parametrize("dtype, default, override, expected", [
+@pytest.mark.parametrize(
+  "dtype, default, override, expected",
+  [
     ("bfloat16", None, None, "bf16"),
     ("bfloat16", "highest", None, "bf16"),  # the model's own dtype wins
     ("float32", None, None, "tf32"),  # jax's default on a GPU: TF32 on Ampere and later
@@ -121,10 +136,10 @@ def test_peak_flops_is_none_with_a_reason_when_unknown(kind, precision, why):
     ("float32", None, "0", "fp32"),  # NVIDIA_TF32_OVERRIDE=0: cuBLAS refuses TF32
     ("float32", "bfloat16", None, "bf16"),
     ("float32", "bfloat16_3x", None, "bfloat16_3x"),
-])
+  ],
+)
 def test_matmul_precision(dtype, default, override, expected):
-  assert step_throughput.matmul_precision(dtype, default_matmul_precision=default,
-                                          tf32_override=override) == expected
+  assert step_throughput.matmul_precision(dtype, default_matmul_precision=default, tf32_override=override) == expected
 
 
 def test_matmul_precision_rejects_other_dtypes():
@@ -151,9 +166,18 @@ def test_loop_hides_matmuls_only_for_loops_that_run_matmuls():
 
 
 def _result(**overrides):
-  r = {"device": "NVIDIA H200", "devices": 1, "batch": 512, "step_ms": 25.0, "examples_per_s": 20480.0,
-       "compile_s": 40.0, "tflops_per_step": 4.0, "precision": "bf16", "mfu": 0.162,
-       "peak_note": "989.4 TFLOP/s, H200 SXM dense bf16"}
+  r = {
+    "device": "NVIDIA H200",
+    "devices": 1,
+    "batch": 512,
+    "step_ms": 25.0,
+    "examples_per_s": 20480.0,
+    "compile_s": 40.0,
+    "tflops_per_step": 4.0,
+    "precision": "bf16",
+    "mfu": 0.162,
+    "peak_note": "989.4 TFLOP/s, H200 SXM dense bf16",
+  }
   return {**r, **overrides}
 
 
@@ -162,8 +186,9 @@ def test_report_names_the_peak_and_precision_it_divided_by():
   lines = step_throughput.report("configs/simclr.py:cifar10", config, _result(), smoke=False, steps=50)
   assert "images/s 20480 | matmuls in bf16 | MFU 16.2% of 989.4 TFLOP/s, H200 SXM dense bf16" in lines[1]
   assert lines[-1] == "summary: simclr | 1x NVIDIA H200 | images/s 20480 | 25.0 ms/step | MFU 16.2% (bf16)"
-  unknown = step_throughput.report("c", config, _result(mfu=None, peak_note="no peak listed for device 'X'"),
-                                   smoke=False, steps=50)
+  unknown = step_throughput.report(
+    "c", config, _result(mfu=None, peak_note="no peak listed for device 'X'"), smoke=False, steps=50
+  )
   assert "MFU n/a: no peak listed for device 'X'" in unknown[1] and unknown[-1].endswith("MFU n/a")
 
 

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "data", "launch")
 CONFIG = "configs/simclr.py:cifar10"
 # Spaces, both quotes, parentheses, $, backquotes, ; and a glob: each must reach the run exactly as typed.
-HOSTILE = ["evals.baselines=('random_init',)", "data.name=it's a \"name\" (x)", "data.path=/a b/$HOME/`id`;*"]
+HOSTILE = ["evals.baselines=('random_init',)", 'data.name=it\'s a "name" (x)', "data.path=/a b/$HOME/`id`;*"]
 TPU = ["--target", "tpu", "--tpu-name", "pod-1", "--zone", "us-central2-b", "--accelerator-type", "v4-32"]
 
 
@@ -107,8 +107,13 @@ def fake(tmp_path):
   """A bin/ of fake tools and the directory they record into; `fake.env(...)` is an environment using them."""
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
-  for name, text in [("gcloud", FAKE_GCLOUD), ("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN),
-                     ("scontrol", FAKE_SCONTROL), ("stub-python", STUB_PYTHON)]:
+  for name, text in [
+    ("gcloud", FAKE_GCLOUD),
+    ("sbatch", FAKE_SBATCH),
+    ("srun", FAKE_SRUN),
+    ("scontrol", FAKE_SCONTROL),
+    ("stub-python", STUB_PYTHON),
+  ]:
     _executable(bin_dir / name, text)
   (tmp_path / "tmp").mkdir()
 
@@ -120,8 +125,12 @@ def fake(tmp_path):
     @staticmethod
     def env(path=None, **extra):
       env = {k: v for k, v in os.environ.items() if not k.startswith(("SSLJAX_", "TFDS_", "JAX_LOCAL"))}
-      env.update(FAKE_DIR=str(tmp_path), TMPDIR=str(tmp_path / "tmp"),
-                 PATH=path if path is not None else f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **extra)
+      env.update(
+        FAKE_DIR=str(tmp_path),
+        TMPDIR=str(tmp_path / "tmp"),
+        PATH=path if path is not None else f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        **extra,
+      )
       return env
 
     @staticmethod
@@ -138,8 +147,9 @@ def fake(tmp_path):
 
 
 def _launch(*args, env):
-  return subprocess.run([sys.executable, "launch/run.py", *args], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=60)
+  return subprocess.run(
+    [sys.executable, "launch/run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+  )
 
 
 def _normalised(text, fake):
@@ -153,27 +163,63 @@ def _verb(call):
 
 
 def _ssh_script(call):
-  return next(a for a in call if a.startswith("--command="))[len("--command="):]
+  return next(a for a in call if a.startswith("--command="))[len("--command=") :]
 
 
-@pytest.mark.parametrize("name, args, env", [
-    ("tpu_create", [*TPU, "--workdir", "gs://bucket/runs/simclr", "--provisioning", "spot"],
-     {"TFDS_DATA_DIR": "gs://bucket/tensorflow_datasets"}),
-    ("tpu_queued", [*TPU, "--workdir", "gs://bucket/runs/simclr", "--queued", "--provisioning", "best-effort",
-                    "--project", "my-project", "--tfds-data-dir", "gs://bucket/tfds"], {}),
+@pytest.mark.parametrize(
+  "name, args, env",
+  [
+    (
+      "tpu_create",
+      [*TPU, "--workdir", "gs://bucket/runs/simclr", "--provisioning", "spot"],
+      {"TFDS_DATA_DIR": "gs://bucket/tensorflow_datasets"},
+    ),
+    (
+      "tpu_queued",
+      [
+        *TPU,
+        "--workdir",
+        "gs://bucket/runs/simclr",
+        "--queued",
+        "--provisioning",
+        "best-effort",
+        "--project",
+        "my-project",
+        "--tfds-data-dir",
+        "gs://bucket/tfds",
+      ],
+      {},
+    ),
     ("slurm_per_node", ["--target", "slurm", "--workdir", "/shared/runs/c10", "--nodes", "2"], {}),
-    ("slurm_per_gpu", ["--target", "slurm", "--workdir", "/shared/runs/c10", "--nodes", "2",
-                       "--gpus-per-node", "4", "--processes", "per-gpu", "--partition", "gpu",
-                       "--time", "4:00:00"], {}),
-])
+    (
+      "slurm_per_gpu",
+      [
+        "--target",
+        "slurm",
+        "--workdir",
+        "/shared/runs/c10",
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "4",
+        "--processes",
+        "per-gpu",
+        "--partition",
+        "gpu",
+        "--time",
+        "4:00:00",
+      ],
+      {},
+    ),
+  ],
+)
 def test_dry_run_matches_golden(fake, name, args, env):
   overrides = ["evals.baselines=('random_init',)", "optim.learning_rate=0.5"]
-  proc = _launch("--config", CONFIG, *args, *[f"--config.{o}" for o in overrides], "--dry-run",
-                 env=fake.env(**env))
+  proc = _launch("--config", CONFIG, *args, *[f"--config.{o}" for o in overrides], "--dry-run", env=fake.env(**env))
   assert proc.returncode == 0, proc.stderr
   config_text = str(config_lib.get_config(CONFIG, overrides))
   assert proc.stdout.startswith(config_text + "\n")
-  plan = _normalised(proc.stdout[len(config_text) + 1:], fake)
+  plan = _normalised(proc.stdout[len(config_text) + 1 :], fake)
   path = os.path.join(GOLDEN, f"{name}.txt")
   if os.environ.get("SSLJAX_UPDATE_GOLDEN"):
     with open(path, "w") as f:
@@ -184,23 +230,30 @@ def test_dry_run_matches_golden(fake, name, args, env):
 
 
 def test_tpu_dry_run_lines_are_shell_words(fake):
-  proc = _launch("--config", CONFIG, *TPU, "--workdir", "gs://b/w", *[f"--config.{o}" for o in HOSTILE],
-                 "--dry-run", env=fake.env())
+  proc = _launch(
+    "--config", CONFIG, *TPU, "--workdir", "gs://b/w", *[f"--config.{o}" for o in HOSTILE], "--dry-run", env=fake.env()
+  )
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
   run = shlex.split(lines[-1])
   assert run[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod-1"] and "--worker=all" in run
   # The remote shell splits the command once more: the overrides come out as typed.
   command = shlex.split(_ssh_script(run).rsplit("exec ", 1)[1])
-  assert command[-len(HOSTILE):] == [f"--config.{o}" for o in HOSTILE]
+  assert command[-len(HOSTILE) :] == [f"--config.{o}" for o in HOSTILE]
 
 
 def test_tpu_new_slice_is_created_then_shipped_installed_and_run(fake):
   proc = _launch("--config", CONFIG, *TPU, "--workdir", "gs://bucket/w", env=fake.env())
   assert proc.returncode == 0, proc.stderr
   calls = fake.calls()
-  assert [_verb(c) for c in calls] == ["tpu-vm describe", "tpu-vm create", "tpu-vm describe", "tpu-vm scp",
-                                       "tpu-vm ssh", "tpu-vm ssh"]
+  assert [_verb(c) for c in calls] == [
+    "tpu-vm describe",
+    "tpu-vm create",
+    "tpu-vm describe",
+    "tpu-vm scp",
+    "tpu-vm ssh",
+    "tpu-vm ssh",
+  ]
   assert "--accelerator-type=v4-32" in calls[1] and "--version=tpu-ubuntu2204-base" in calls[1]
   assert all("--zone=us-central2-b" in c for c in calls)
   assert all("--worker=all" in c for c in calls[3:])
@@ -219,12 +272,19 @@ def test_tpu_existing_slice_is_reused(fake):
 
 
 def test_tpu_queued_resource_is_created_through_the_queue(fake):
-  proc = _launch("--config", CONFIG, *TPU, "--workdir", "gs://bucket/w", "--queued", "--provisioning", "spot",
-                 env=fake.env())
+  proc = _launch(
+    "--config", CONFIG, *TPU, "--workdir", "gs://bucket/w", "--queued", "--provisioning", "spot", env=fake.env()
+  )
   assert proc.returncode == 0, proc.stderr
   calls = fake.calls()
-  assert [_verb(c) for c in calls] == ["queued-resources describe", "queued-resources create",
-                                       "queued-resources describe", "tpu-vm scp", "tpu-vm ssh", "tpu-vm ssh"]
+  assert [_verb(c) for c in calls] == [
+    "queued-resources describe",
+    "queued-resources create",
+    "queued-resources describe",
+    "tpu-vm scp",
+    "tpu-vm ssh",
+    "tpu-vm ssh",
+  ]
   assert {"--node-id=pod-1", "--spot", "--runtime-version=tpu-ubuntu2204-base"} <= set(calls[1])
 
 
@@ -239,8 +299,7 @@ def test_tpu_existing_slice_of_another_shape_is_refused(fake):
 @pytest.mark.parametrize("queued, verb", [(False, "tpu-vm delete"), (True, "queued-resources delete")])
 def test_tpu_delete(fake, queued, verb):
   (fake.dir / ("queued-state" if queued else "tpu-state")).write_text("READY\tv4-32")
-  args = ["--target", "tpu", "--tpu-name", "pod-1", "--zone", "us-central2-b", "--delete",
-          *(["--queued"] * queued)]
+  args = ["--target", "tpu", "--tpu-name", "pod-1", "--zone", "us-central2-b", "--delete", *(["--queued"] * queued)]
   dry = _launch(*args, "--dry-run", env=fake.env())
   assert dry.returncode == 0 and fake.calls() == []
   proc = _launch(*args, env=fake.env())
@@ -258,20 +317,35 @@ def _remote(script, fake, opt, **env):
 def test_tpu_worker_scripts_install_once_and_run_the_command_as_typed(fake, tmp_path):
   _executable(fake.bin / "sudo", '#!/bin/bash\nexec "$@"\n')
   # uv's installer (from curl) puts a fake uv in UV_INSTALL_DIR; it logs its calls and makes the venv's python.
-  _executable(fake.dir / "uv", f"""#!/bin/bash
+  _executable(
+    fake.dir / "uv",
+    f"""#!/bin/bash
 echo "$*" >> {fake.dir}/uv.log
 if [ "$1" = venv ]; then mkdir -p "${{@: -1}}/bin" && cp {fake.bin}/stub-python "${{@: -1}}/bin/python"; fi
-""")
-  _executable(fake.bin / "curl", f"""#!/bin/bash
+""",
+  )
+  _executable(
+    fake.bin / "curl",
+    f"""#!/bin/bash
 case "$*" in
   *agent-worker-number*) echo "$FAKE_WORKER";;
   *install.sh*) echo 'mkdir -p "$UV_INSTALL_DIR" && cp {fake.dir}/uv "$UV_INSTALL_DIR/uv"';;
   *) exit 22;;
 esac
-""")
+""",
+  )
   (fake.dir / "tpu-state").write_text("READY\tv4-32")
-  proc = _launch("--config", CONFIG, *TPU, "--workdir", "gs://bucket/w", "--tfds-data-dir", "gs://b/tfds",
-                 *[f"--config.{o}" for o in HOSTILE], env=fake.env())
+  proc = _launch(
+    "--config",
+    CONFIG,
+    *TPU,
+    "--workdir",
+    "gs://bucket/w",
+    "--tfds-data-dir",
+    "gs://b/tfds",
+    *[f"--config.{o}" for o in HOSTILE],
+    env=fake.env(),
+  )
   assert proc.returncode == 0, proc.stderr
   _, _, install, run = fake.calls()
   opt = tmp_path / "opt"
@@ -295,18 +369,37 @@ esac
     assert "stub run" in (opt / "logs" / f"worker-{worker}.log").read_text()
     assert ("stub run" in done.stdout) == (worker == "0")  # only worker 0 streams back
   record = fake.runs()[-1]
-  assert record["argv"] == ["launch/run.py", "--config", CONFIG, "--workdir", "gs://bucket/w",
-                            *[f"--config.{o}" for o in HOSTILE]]
+  assert record["argv"] == [
+    "launch/run.py",
+    "--config",
+    CONFIG,
+    "--workdir",
+    "gs://bucket/w",
+    *[f"--config.{o}" for o in HOSTILE],
+  ]
   assert record["cwd"] == str(opt / "src")
   assert record["env"] == {"SSLJAX_DISTRIBUTED": "1", "TFDS_DATA_DIR": "gs://b/tfds"}
 
 
 def _slurm_script(fake, *args, overrides=HOSTILE):
-  proc = _launch("--config", CONFIG, "--target", "slurm", "--workdir", str(fake.dir / "w"), "--nodes", "2",
-                 "--python", str(fake.bin / "stub-python"), *args, *[f"--config.{o}" for o in overrides],
-                 "--dry-run", env=fake.env())
+  proc = _launch(
+    "--config",
+    CONFIG,
+    "--target",
+    "slurm",
+    "--workdir",
+    str(fake.dir / "w"),
+    "--nodes",
+    "2",
+    "--python",
+    str(fake.bin / "stub-python"),
+    *args,
+    *[f"--config.{o}" for o in overrides],
+    "--dry-run",
+    env=fake.env(),
+  )
   assert proc.returncode == 0, proc.stderr
-  script = proc.stdout[proc.stdout.index("#!/bin/bash"):]
+  script = proc.stdout[proc.stdout.index("#!/bin/bash") :]
   path = fake.dir / "job.sh"
   path.write_text(script)
   return path
@@ -321,14 +414,21 @@ def test_slurm_script_with_hostile_overrides_is_valid_bash(fake):
   assert subprocess.run(["bash", "-n"], input=old, capture_output=True, text=True).returncode != 0
 
 
-@pytest.mark.parametrize("processes, status",
-                         [("per-node", 0), ("per-node", 143), ("per-gpu", 143), ("per-gpu", 1)])
+@pytest.mark.parametrize("processes, status", [("per-node", 0), ("per-node", 143), ("per-gpu", 143), ("per-gpu", 1)])
 def test_slurm_script_runs_every_task_and_requeues_only_after_143(fake, processes, status):
   path = _slurm_script(fake, "--processes", processes, "--gpus-per-node", "2")
-  done = subprocess.run(["bash", str(path)], env=fake.env(SLURM_JOB_ID="12345", SLURM_JOB_NODELIST="node-[a-b]",
-                                                           FAKE_NTASKS="4" if processes == "per-gpu" else "2",
-                                                           STUB_STATUS=str(status)),
-                        capture_output=True, text=True, timeout=60)
+  done = subprocess.run(
+    ["bash", str(path)],
+    env=fake.env(
+      SLURM_JOB_ID="12345",
+      SLURM_JOB_NODELIST="node-[a-b]",
+      FAKE_NTASKS="4" if processes == "per-gpu" else "2",
+      STUB_STATUS=str(status),
+    ),
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
   assert done.returncode == status, done.stderr
   scontrol = (fake.dir / "scontrol.log").read_text().splitlines()
   assert scontrol[0] == "scontrol show hostnames node-[a-b]"
@@ -336,13 +436,21 @@ def test_slurm_script_runs_every_task_and_requeues_only_after_143(fake, processe
   runs = fake.runs()
   assert len(runs) == (4 if processes == "per-gpu" else 2)
   for process_id, run in enumerate(runs):
-    assert run["argv"] == [os.path.join(ROOT, "launch", "run.py"), "--config", os.path.join(ROOT, CONFIG),
-                           "--workdir", str(fake.dir / "w"), *[f"--config.{o}" for o in HOSTILE]]
+    assert run["argv"] == [
+      os.path.join(ROOT, "launch", "run.py"),
+      "--config",
+      os.path.join(ROOT, CONFIG),
+      "--workdir",
+      str(fake.dir / "w"),
+      *[f"--config.{o}" for o in HOSTILE],
+    ]
     assert run["cwd"] == ROOT
     assert run["env"] == {
-        "SSLJAX_COORDINATOR": f"node-a:{61440 + 12345 % 4096}", "SSLJAX_NUM_PROCESSES": str(len(runs)),
-        "SSLJAX_PROCESS_ID": str(process_id),
-        "JAX_LOCAL_DEVICE_IDS": str(process_id % 2) if processes == "per-gpu" else "0,1"}
+      "SSLJAX_COORDINATOR": f"node-a:{61440 + 12345 % 4096}",
+      "SSLJAX_NUM_PROCESSES": str(len(runs)),
+      "SSLJAX_PROCESS_ID": str(process_id),
+      "JAX_LOCAL_DEVICE_IDS": str(process_id % 2) if processes == "per-gpu" else "0,1",
+    }
   text = path.read_text()
   assert "#SBATCH --signal=TERM@120" in text and "#SBATCH --open-mode=append" in text
   assert f"#SBATCH --ntasks-per-node={2 if processes == 'per-gpu' else 1}" in text
@@ -373,8 +481,7 @@ def test_slurm_submit_writes_a_new_script_each_time(fake):
 def test_missing_tool_is_one_line_and_nothing_is_written(fake, tmp_path, target, tool):
   empty = tmp_path / "empty"
   empty.mkdir()
-  args = ([*TPU, "--workdir", "gs://b/w"] if target == "tpu"
-          else ["--target", "slurm", "--workdir", str(tmp_path / "w")])
+  args = [*TPU, "--workdir", "gs://b/w"] if target == "tpu" else ["--target", "slurm", "--workdir", str(tmp_path / "w")]
   proc = _launch("--config", CONFIG, *args, env=fake.env(path=str(empty)))
   assert proc.returncode == 2
   assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
@@ -382,9 +489,10 @@ def test_missing_tool_is_one_line_and_nothing_is_written(fake, tmp_path, target,
   assert not (tmp_path / "w").exists() and os.listdir(fake.tmp) == []
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--target", "tpu", "--zone", "z", "--accelerator-type", "v4-8", "--workdir", "gs://b/w"],
-     "needs --tpu-name"),
+@pytest.mark.parametrize(
+  "args, words",
+  [
+    (["--target", "tpu", "--zone", "z", "--accelerator-type", "v4-8", "--workdir", "gs://b/w"], "needs --tpu-name"),
     (["--target", "tpu", "--tpu-name", "p", "--accelerator-type", "v4-8", "--workdir", "gs://b/w"], "--zone"),
     ([*TPU, "--workdir", "/mnt/runs/x"], "must be gs://"),
     ([*TPU[:-1], "v4-8", "--workdir", "workdirs/x"], "absolute path"),
@@ -393,7 +501,8 @@ def test_missing_tool_is_one_line_and_nothing_is_written(fake, tmp_path, target,
     (["--target", "slurm", "--workdir", "/a b/w"], "takes no spaces"),
     (["--workdir", "w", "--delete"], "needs --target tpu"),
     (["--workdir", "gs://b/w", "--bogus"], "unrecognised argument --bogus"),
-])
+  ],
+)
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_bad_input_is_one_line_and_runs_nothing(fake, args, words, dry_run):
   proc = _launch("--config", CONFIG, *args, *(["--dry-run"] * dry_run), env=fake.env())

@@ -19,7 +19,7 @@ def _write(path, text, mode="w"):
 
 def test_paragraphs_are_blank_line_separated_and_whitespace_collapsed(tmp_path):
   _write(tmp_path / "b.txt", "First  line\nwrapped here.\n\n\n  Second.\n \nThird\tone.\n")
-  _write(tmp_path / "a.txt.xz", "Alpha.\n\nBeta.".encode(), "wb")
+  _write(tmp_path / "a.txt.xz", b"Alpha.\n\nBeta.", "wb")
   docs = lm.read_documents(str(tmp_path))
   assert docs.sources == ("a", "b")
   assert docs.paragraphs == (("Alpha.", "Beta."), ("First line wrapped here.", "Second.", "Third one."))
@@ -32,10 +32,13 @@ def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
   assert docs.undecodable_bytes == 3 and docs.paragraphs[0][0] == "caf\ufffd ok"
 
 
-@pytest.mark.parametrize("make, words", [
+@pytest.mark.parametrize(
+  "make, words",
+  [
     (lambda d: None, "no .txt"),
     (lambda d: (d / "empty.txt").write_text("\n \n\n"), "empty.txt is empty"),
-])
+  ],
+)
 def test_bad_sources_are_refused_by_name(tmp_path, make, words):
   make(tmp_path)
   with pytest.raises(DataError, match=words):
@@ -63,15 +66,16 @@ def test_wordpiece_is_cased_has_special_ids_and_survives_save_and_load(small, tm
   train, _, tok = small
   assert tok.vocab[:5] == list(wordpiece.SPECIAL_TOKENS) and tok.vocab_size <= 500
   assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 1, 2, 3, 4)
-  assert tok.encode("The") .tolist() != tok.encode("the").tolist()  # cased
+  assert tok.encode("The").tolist() != tok.encode("the").tolist()  # cased
   text = "And God saw the light, that it was good."
   assert tok.decode(tok.encode(text)) == text
   assert all(t.startswith("##") for t in tok.tokens("unbelievably")[1:])
   tok.save(str(tmp_path))
   again = wordpiece.load(str(tmp_path))
   assert again.fingerprint == tok.fingerprint
-  assert [a.tolist() for a in again.encode_batch(train.paragraphs[0][:20])] == \
-      [a.tolist() for a in tok.encode_batch(train.paragraphs[0][:20])]
+  assert [a.tolist() for a in again.encode_batch(train.paragraphs[0][:20])] == [
+    a.tolist() for a in tok.encode_batch(train.paragraphs[0][:20])
+  ]
   assert (tmp_path / "vocab.txt").read_text().splitlines() == tok.vocab
   (tmp_path / "tokenizer.json").write_text("{not json")
   with pytest.raises(DataError, match="tokenizer.json is not a tokenizer"):
@@ -106,7 +110,7 @@ def test_stream_marks_paragraph_boundaries(small):
   assert len(stream) == len(docs.ids) + 2 * docs.num_paragraphs
   starts = np.flatnonzero(stream == tok.cls_id)
   assert len(starts) == docs.num_paragraphs and stream[0] == tok.cls_id and stream[-1] == tok.sep_id
-  np.testing.assert_array_equal(stream[starts[3] + 1:starts[4] - 1], docs.paragraph(3))
+  np.testing.assert_array_equal(stream[starts[3] + 1 : starts[4] - 1], docs.paragraph(3))
 
 
 def test_chunk_batches_are_a_function_of_the_step_and_cover_the_epoch():
@@ -121,8 +125,10 @@ def test_chunk_batches_are_a_function_of_the_step_and_cover_the_epoch():
   np.testing.assert_array_equal(epoch[:, 1:] - epoch[:, :-1], 1)  # consecutive tokens
   assert set((epoch[:, 0] % 10).tolist()) == {0}
   # Two processes each take their half of the same global batch.
-  halves = [next(chunks.stream(batch_size=8, seed=3, start_step=5, process_index=p, process_count=2))["tokens"]
-            for p in range(2)]
+  halves = [
+    next(chunks.stream(batch_size=8, seed=3, start_step=5, process_index=p, process_count=2))["tokens"]
+    for p in range(2)
+  ]
   np.testing.assert_array_equal(np.concatenate(halves), first[5])
   with pytest.raises(DataError, match="batch_size=200"):
     chunks.steps_per_epoch(200)
@@ -164,17 +170,24 @@ def test_two_processes_train_one_tokenizer_and_read_the_same_ids(tmp_path, mode)
     port = s.getsockname()[1]
   procs = []
   for pid in range(2):
-    env = dict(os.environ, SSLJAX_COORDINATOR=f"127.0.0.1:{port}", SSLJAX_NUM_PROCESSES="2",
-               SSLJAX_PROCESS_ID=str(pid))
-    procs.append(subprocess.Popen([sys.executable, "-c", _TWO_PROCESS_SCRIPT, os.path.join(ROOT, "tests", "data",
-                                                                                          "lm"), str(tmp_path), mode],
-                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    env = dict(os.environ, SSLJAX_COORDINATOR=f"127.0.0.1:{port}", SSLJAX_NUM_PROCESSES="2", SSLJAX_PROCESS_ID=str(pid))
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, "-c", _TWO_PROCESS_SCRIPT, os.path.join(ROOT, "tests", "data", "lm"), str(tmp_path), mode],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+    )
   results = [p.communicate(timeout=120) for p in procs]
   if mode == "fail":
     assert [p.returncode for p in procs] != [0, 0]
     assert results[0][1].strip().splitlines()[-1] == "ssljax.data.DataError: no paragraphs to train on"
     assert results[1][1].strip().splitlines()[-1] == (
-        "ssljax.sharding.DistributedError: process 0 failed while training the tokenizer: no paragraphs to train on")
+      "ssljax.sharding.DistributedError: process 0 failed while training the tokenizer: no paragraphs to train on"
+    )
     assert not (tmp_path / "tokenizer").exists()
     return
   outs = []

@@ -10,26 +10,35 @@ import json
 import os
 import shutil
 
+import launcher
 import numpy as np
 import pytest
 
 from ssljax import config as config_lib
 from ssljax.checkpoint import Checkpointer
 
-import launcher
-
 CASES = {
-    # Probes, fine-tuning at two label fractions, the random-init baseline and the pictures.
-    "simclr": ("configs/simclr.py:tiny", ["total_steps=4", "evals.plots=True", "evals.finetune=True",
-                                          "evals.finetune_min_steps=3", "evals.finetune_max_steps=3",
-                                          "evals.label_fractions=(1.0,0.1)"]),
-    "bert": ("configs/bert.py:tiny", ["total_steps=6", "evals.label_fractions=(1.0,)"]),
-    "word2vec": ("configs/word2vec.py:tiny", ["epochs=1"]),
+  # Probes, fine-tuning at two label fractions, the random-init baseline and the pictures.
+  "simclr": (
+    "configs/simclr.py:tiny",
+    [
+      "total_steps=4",
+      "evals.plots=True",
+      "evals.finetune=True",
+      "evals.finetune_min_steps=3",
+      "evals.finetune_max_steps=3",
+      "evals.label_fractions=(1.0,0.1)",
+    ],
+  ),
+  "bert": ("configs/bert.py:tiny", ["total_steps=6", "evals.label_fractions=(1.0,)"]),
+  "word2vec": ("configs/word2vec.py:tiny", ["epochs=1"]),
 }
 # Files that only process 0 writes; a second writer would show as a second events file or a stray temp file.
-PRODUCTS = {"simclr": ["eval.json", "summary.json", "metrics.jsonl", "config.json", "tsne.png", "neighbors.png"],
-            "bert": ["eval.json", "summary.json", "tokenizer"],
-            "word2vec": ["eval.json", "summary.json", "vectors.txt", "vectors.bin"]}
+PRODUCTS = {
+  "simclr": ["eval.json", "summary.json", "metrics.jsonl", "config.json", "tsne.png", "neighbors.png"],
+  "bert": ["eval.json", "summary.json", "tokenizer"],
+  "word2vec": ["eval.json", "summary.json", "vectors.txt", "vectors.bin"],
+}
 
 
 def read_json(path):
@@ -82,8 +91,9 @@ def test_workdirs_not_shared_fail_fast(tmp_path):
   """A workdir per host (no shared storage) ends on every process with one line, instead of hanging at the first
   checkpoint; nothing is written in the other process's directory."""
   a, b = tmp_path / "host0", tmp_path / "host1"
-  results = launcher.run_processes(launcher.TINY_SIMCLR, [a, b], "total_steps=2", "evals.label_fractions=()",
-                                   "evals.baselines=()")
+  results = launcher.run_processes(
+    launcher.TINY_SIMCLR, [a, b], "total_steps=2", "evals.label_fractions=()", "evals.baselines=()"
+  )
   for i, (rc, _, err) in enumerate(results):
     lines = err.strip().splitlines()
     assert rc == 2, f"process {i}: {err[-2000:]}"
@@ -92,8 +102,13 @@ def test_workdirs_not_shared_fail_fast(tmp_path):
 
 
 def test_unreachable_coordinator_is_one_line(tmp_path):
-  proc_env = {**launcher.devices_env(1), "SSLJAX_COORDINATOR": f"127.0.0.1:{launcher.free_port()}",
-              "SSLJAX_NUM_PROCESSES": "2", "SSLJAX_PROCESS_ID": "1", "SSLJAX_INIT_TIMEOUT_S": "3"}
+  proc_env = {
+    **launcher.devices_env(1),
+    "SSLJAX_COORDINATOR": f"127.0.0.1:{launcher.free_port()}",
+    "SSLJAX_NUM_PROCESSES": "2",
+    "SSLJAX_PROCESS_ID": "1",
+    "SSLJAX_INIT_TIMEOUT_S": "3",
+  }
   rc, _, err = launcher.run_cli(launcher.TINY_SIMCLR, tmp_path / "w", env=proc_env)
   assert rc == 2
   assert err.strip().splitlines() == [err.strip()] and "could not reach the coordinator" in err, err[-2000:]

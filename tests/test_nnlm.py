@@ -8,10 +8,10 @@ import signal
 
 import jax
 import jax.numpy as jnp
+import launcher
 import numpy as np
 import pytest
 
-import launcher
 from configs import nnlm as nnlm_config
 from ssljax import sharding
 from ssljax.data import lm, wordpiece
@@ -21,8 +21,8 @@ from ssljax.models.nnlm import RecurrentLM, WindowLM
 
 CLS, SEP, PAD = wordpiece.CLS_ID, wordpiece.SEP_ID, wordpiece.PAD_ID
 MODELS = {
-    "window": lambda: WindowLM(vocab_size=40, context=3, embed_dim=8, hidden_dim=16),
-    "gru": lambda: RecurrentLM(vocab_size=40, embed_dim=8, hidden_dim=16, layers=2),
+  "window": lambda: WindowLM(vocab_size=40, context=3, embed_dim=8, hidden_dim=16),
+  "gru": lambda: RecurrentLM(vocab_size=40, embed_dim=8, hidden_dim=16, layers=2),
 }
 
 
@@ -91,8 +91,12 @@ def test_gru_matches_a_float64_numpy_gru():
 
 def _docs(rng, sizes):
   ids = rng.integers(5, 40, sum(sizes)).astype(np.int32)
-  return lm.TokenizedDocs(ids, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-                          np.arange(len(sizes), dtype=np.int32) % 2, ("even", "odd"))
+  return lm.TokenizedDocs(
+    ids,
+    np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+    np.arange(len(sizes), dtype=np.int32) % 2,
+    ("even", "odd"),
+  )
 
 
 def test_held_out_perplexity_counts_each_token_and_paragraph_end_once():
@@ -113,7 +117,11 @@ def test_held_out_perplexity_counts_each_token_and_paragraph_end_once():
     seq = np.concatenate([[CLS], p, [SEP]]).astype(np.int32)[None]
     logits, _ = model.apply({"params": params}, seq[:, :-1], train=False)
     logits = np.asarray(logits[0], np.float64)
-    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    logp = (
+      logits
+      - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+      - logits.max(-1, keepdims=True)
+    )
     reference -= float(np.sum(np.take_along_axis(logp, seq[0, 1:, None], 1)))
   chunked = nnlm.perplexity(config, params, docs, mesh)["perplexity"]
   assert chunked == pytest.approx(math.exp(reference / 77), rel=1e-5)

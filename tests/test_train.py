@@ -8,14 +8,13 @@ import sys
 import time
 
 import jax
+import launcher
 import numpy as np
 import pytest
 
 from ssljax import config as config_lib
 from ssljax import methods, optim, sharding, train
 from ssljax.data import images
-
-import launcher
 
 ROOT = launcher.ROOT
 TINY = "configs/simclr.py:tiny"
@@ -101,16 +100,24 @@ def test_different_config_is_refused_and_nothing_changes(tmp_path, reference_run
   assert before == after
 
 
-@pytest.mark.parametrize("args, words", [
+@pytest.mark.parametrize(
+  "args, words",
+  [
     (["--config.optim.lerning_rate=0.1"], "unknown config key 'optim.lerning_rate'"),
     (["--config.method=byol"], "unknown method 'byol'"),
     (["--config.data.path=/nonexistent/fmnist"], "make data"),
     (["--config.optim.name=adam"], "optim.name='adam'"),
-])
+  ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
   workdir = tmp_path / "run"
-  proc = subprocess.run([sys.executable, "launch/run.py", "--config", TINY, "--workdir", str(workdir), *args],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(
+    [sys.executable, "launch/run.py", "--config", TINY, "--workdir", str(workdir), *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 2
   assert proc.stderr.strip().startswith("error:") and words in proc.stderr
   assert proc.stderr.strip().count("\n") == 0
@@ -119,8 +126,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   # Plain SGD at an absurd rate overflows the weights within a few steps.
-  rc, out, err = run_cli(tmp_path, "total_steps=30", "optim.name=sgd", "optim.learning_rate=1e30",
-                         "checkpoint_every=1", "evals.baselines=()")
+  rc, out, err = run_cli(
+    tmp_path, "total_steps=30", "optim.name=sgd", "optim.learning_rate=1e30", "checkpoint_every=1", "evals.baselines=()"
+  )
   assert rc == 3, err[-2000:]
   assert err.strip().count("\n") == 0 and "non-finite loss or gradients at step" in err
   bad_step = int(err.split("at step ")[1].split()[0])
@@ -140,8 +148,9 @@ def _two_steps(num_devices):
 
   def init(rng):
     params, state = method.init(config, rng, {"image": np.zeros((32, 28, 28, 1), np.uint8)})
-    return train.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state=tx.init(params),
-                            method_state=state, rng=rng)
+    return train.TrainState(
+      step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state=tx.init(params), method_state=state, rng=rng
+    )
 
   state = jax.jit(init, out_shardings=repl)(jax.random.PRNGKey(0))
   step = jax.jit(train.make_train_step(method, config, tx, schedule), out_shardings=(repl, repl))

@@ -11,16 +11,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import launcher
 import numpy as np
 import pytest
 
 from ssljax import config as config_lib
 from ssljax import losses, sharding
-from ssljax.data import text
-from ssljax.data import DataError
+from ssljax.data import DataError, text
 from ssljax.methods import word2vec
-
-import launcher
 
 ROOT = launcher.ROOT
 TINY = "configs/word2vec.py:tiny"
@@ -61,11 +59,14 @@ def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
   assert "caf\ufffd" in corpus.vocab.words
 
 
-@pytest.mark.parametrize("content, words", [
+@pytest.mark.parametrize(
+  "content, words",
+  [
     ("", "has no words"),
     ("  \n\n", "has no words"),
     ("one two three\n", "min_count=5 keeps 0 distinct words"),
-])
+  ],
+)
 def test_bad_corpora_are_refused_by_name(tmp_path, content, words):
   path = tmp_path / "c.txt"
   path.write_text(content)
@@ -88,14 +89,16 @@ def test_keep_probabilities_follow_word2vec_formula():
 def test_negatives_follow_unigram_to_three_quarters():
   counts = np.array([1000, 300, 50, 10, 1, 7, 7, 200])
   accept, alias = text.negative_alias_table(counts)
-  want = counts ** 0.75 / np.sum(counts ** 0.75)
+  want = counts**0.75 / np.sum(counts**0.75)
   # The table's exact distribution: column i gives i with accept[i] and alias[i] with the rest.
   implied = (accept + np.bincount(alias, weights=1.0 - accept, minlength=len(counts))) / len(counts)
   np.testing.assert_allclose(implied, want, rtol=1e-6)
   # And the sampler on device draws from it.
-  draws = np.asarray(word2vec.draw_negatives(jax.random.PRNGKey(0), {"negative_accept": jnp.asarray(accept),
-                                                                    "negative_alias": jnp.asarray(alias)},
-                                             (400_000,)))
+  draws = np.asarray(
+    word2vec.draw_negatives(
+      jax.random.PRNGKey(0), {"negative_accept": jnp.asarray(accept), "negative_alias": jnp.asarray(alias)}, (400_000,)
+    )
+  )
   np.testing.assert_allclose(np.bincount(draws, minlength=len(counts)) / len(draws), want, atol=3e-3)
 
 
@@ -113,11 +116,11 @@ def _huffman_cost(counts):
 def test_huffman_codes_are_optimal_prefix_codes():
   counts = np.random.default_rng(1).integers(1, 1000, 300)
   codes, points, lengths = text.huffman_tree(counts)
-  strings = ["".join(map(str, codes[i, :lengths[i]])) for i in range(len(counts))]
+  strings = ["".join(map(str, codes[i, : lengths[i]])) for i in range(len(counts))]
   assert len(set(strings)) == len(strings)
   ordered = sorted(strings)
   assert not any(b.startswith(a) for a, b in zip(ordered, ordered[1:]))  # prefix-free
-  assert sum(2.0 ** -lengths) == pytest.approx(1.0)  # a full binary tree
+  assert sum(2.0**-lengths) == pytest.approx(1.0)  # a full binary tree
   assert int(np.sum(counts * lengths)) == _huffman_cost(counts)  # Huffman-optimal
   assert np.all(points[:, 0] == len(counts) - 2)  # every path starts at the root
   assert points.max() <= len(counts) - 2 and points.min() >= 0
@@ -144,8 +147,9 @@ def _setup(tmp_path, lines, **overrides):
 @pytest.mark.parametrize("mode, loss", [("skipgram", "ns"), ("cbow", "ns"), ("skipgram", "hs"), ("cbow", "hs")])
 def test_step_changes_only_rows_it_touched_and_lowers_the_loss(tmp_path, mode, loss):
   lines = ["the cat sat on the mat", "a dog ate the bone"] * 4 + ["zebra yak"]
-  config, data, params, state, step = _setup(tmp_path, lines, **{"word2vec.mode": mode, "word2vec.loss": loss,
-                                                                 "data.sample": 0.0})
+  config, data, params, state, step = _setup(
+    tmp_path, lines, **{"word2vec.mode": mode, "word2vec.loss": loss, "data.sample": 0.0}
+  )
   batch = jax.tree.map(jnp.asarray, data.batch(0, 16))
   assert "zebra" not in [data.corpus.vocab.words[i] for i in np.asarray(batch["tokens"])]
   zebra = data.corpus.vocab.index()["zebra"]
@@ -157,7 +161,7 @@ def test_step_changes_only_rows_it_touched_and_lowers_the_loss(tmp_path, mode, l
   new, _, metrics = step(new, state, batch, jax.random.PRNGKey(2))
   changed = np.any(np.asarray(new["input"]) != np.asarray(params["input"]), axis=1)
   assert changed.any() and not changed[zebra]  # a word outside the batch keeps its input vector
-  for i in range(30):
+  for _ in range(30):
     new, _, metrics = step(new, state, batch, jax.random.PRNGKey(1))
     losses.append(float(metrics["loss"]))
   assert losses[-1] < 0.85 * losses[0]
@@ -165,8 +169,9 @@ def test_step_changes_only_rows_it_touched_and_lowers_the_loss(tmp_path, mode, l
 
 def test_no_pairs_across_lines_or_padding(tmp_path):
   # One word per line: no (centre, context) pair exists, so nothing may change.
-  config, data, params, state, step = _setup(tmp_path, ["alpha", "beta", "gamma", "delta", "eps", "zeta"] * 2,
-                                             **{"data.sample": 0.0})
+  config, data, params, state, step = _setup(
+    tmp_path, ["alpha", "beta", "gamma", "delta", "eps", "zeta"] * 2, **{"data.sample": 0.0}
+  )
   batch = jax.tree.map(jnp.asarray, data.batch(0, 16))  # 12 tokens and 4 padding slots
   assert int((batch["tokens"] < 0).sum()) == 4
   new, _, metrics = step(params, state, batch, jax.random.PRNGKey(0))
@@ -191,8 +196,9 @@ def test_hand_written_gradients_match_autodiff_of_the_losses(mode):
   labels = jnp.asarray(rng.integers(0, 2, (t, m)), jnp.float32)
   ctx_mask = jnp.asarray(rng.random((t, 2 * window)) < 0.6)
   out_mask = jnp.asarray(rng.random((t, m)) < 0.8)
-  loss, d_input, factors = word2vec.word2vec_gradients(input_rows, output_rows, labels, ctx_mask, out_mask,
-                                                       mode=mode, window=window)
+  loss, d_input, factors = word2vec.word2vec_gradients(
+    input_rows, output_rows, labels, ctx_mask, out_mask, mode=mode, window=window
+  )
   d_output = word2vec.outer_sum(*factors)
   offsets = word2vec._offsets(window)
 
@@ -203,9 +209,9 @@ def test_hand_written_gradients_match_autodiff_of_the_losses(mode):
 
   ref_loss, (ref_input, ref_output) = jax.value_and_grad(reference, argnums=(0, 1))(input_rows, output_rows)
   if mode == "cbow":  # word2vec's rule: each context word gets the full error of the mean, not 1/count of it
-    contexts_grad = jax.grad(lambda c: losses.cbow_ns(c, output_rows, labels, input_mask=ctx_mask,
-                                                      output_mask=out_mask).sum())(
-        jnp.stack([word2vec._shift(input_rows, d) for d in offsets], axis=1))
+    contexts_grad = jax.grad(
+      lambda c: losses.cbow_ns(c, output_rows, labels, input_mask=ctx_mask, output_mask=out_mask).sum()
+    )(jnp.stack([word2vec._shift(input_rows, d) for d in offsets], axis=1))
     contexts_grad = contexts_grad * jnp.maximum(ctx_mask.sum(1), 1)[:, None, None]
     ref_input = sum(word2vec._shift(contexts_grad[:, c], -d) for c, d in enumerate(offsets))
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
@@ -216,14 +222,18 @@ def test_hand_written_gradients_match_autodiff_of_the_losses(mode):
 @pytest.mark.parametrize("mode", ["skipgram", "cbow"])
 def test_step_is_the_same_on_one_two_and_eight_devices(tmp_path, mode):
   lines = ["the cat sat on the mat and the dog ate the bone"] * 20
-  config, data, params, state, _ = _setup(tmp_path, lines, **{"word2vec.mode": mode, "batch_size": 128,
-                                                              "word2vec.lanes": 8, "data.sample": 1e-2})
+  config, data, params, state, _ = _setup(
+    tmp_path, lines, **{"word2vec.mode": mode, "batch_size": 128, "word2vec.lanes": 8, "data.sample": 1e-2}
+  )
   results = []
   for n in (1, 2, 8):
     mesh = sharding.make_mesh(n)
     repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    step = jax.jit(lambda p, s, b, r: word2vec.update(p, s, b, r, 0.1, config),
-                   in_shardings=(repl, repl, batched, repl), out_shardings=repl)
+    step = jax.jit(
+      lambda p, s, b, r: word2vec.update(p, s, b, r, 0.1, config),
+      in_shardings=(repl, repl, batched, repl),
+      out_shardings=repl,
+    )
     with jax.set_mesh(mesh):
       p = params
       for i in range(3):
@@ -247,10 +257,12 @@ def test_stream_position_is_a_function_of_the_step(tmp_path):
 def test_bad_word2vec_config_is_named(tmp_path):
   path = tmp_path / "c.txt"
   path.write_text("a b c\n")
-  for override, words in (("word2vec.mode=glove", "word2vec.mode='glove'"),
-                          ("word2vec.loss=nce", "word2vec.loss='nce'"),
-                          ("data.min_count=1", "fewer than the 6"),
-                          ("batch_size=100", "batch_size=100 is not a multiple of word2vec.lanes")):
+  for override, words in (
+    ("word2vec.mode=glove", "word2vec.mode='glove'"),
+    ("word2vec.loss=nce", "word2vec.loss='nce'"),
+    ("data.min_count=1", "fewer than the 6"),
+    ("batch_size=100", "batch_size=100 is not a multiple of word2vec.lanes"),
+  ):
     config = config_lib.get_config(TINY, [f"data.path={path}", override])
     with pytest.raises(ValueError, match=words):
       word2vec.load_train_data(config)
@@ -275,8 +287,14 @@ def tiny_run(tmp_path_factory):
 def test_tiny_run_reports_the_word_evals(tiny_run):
   workdir, out = tiny_run
   results = json.loads((workdir / "eval.json").read_text())
-  for name in ("analogy/total", "analogy/semantic", "analogy/syntactic", "wordsim353/spearman",
-               "simlex999/spearman", "pos_probe/top1"):
+  for name in (
+    "analogy/total",
+    "analogy/semantic",
+    "analogy/syntactic",
+    "wordsim353/spearman",
+    "simlex999/spearman",
+    "pos_probe/top1",
+  ):
     assert np.isfinite(results[name]), name
   assert "words/s" in out and "analogy/total" in out and "vocabulary" in out
   lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
@@ -311,9 +329,21 @@ def test_word2vec_resumes_exactly_after_sigkill(tmp_path, tiny_run):
 
 
 def test_missing_corpus_is_one_line(tmp_path):
-  proc = subprocess.run([sys.executable, "launch/run.py", "--config", TINY, "--workdir", str(tmp_path / "w"),
-                         "--config.data.path=/nonexistent/corpus.txt"], cwd=ROOT, capture_output=True, text=True,
-                        timeout=300)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "launch/run.py",
+      "--config",
+      TINY,
+      "--workdir",
+      str(tmp_path / "w"),
+      "--config.data.path=/nonexistent/corpus.txt",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 2
   assert proc.stderr.strip().count("\n") == 0 and "/nonexistent/corpus.txt" in proc.stderr
   assert not (tmp_path / "w" / "checkpoints").exists()

@@ -23,30 +23,45 @@ from ssljax.data import DataError
 
 # IDX names used by (Fashion-)MNIST and the Debian package `dataset-fashion-mnist`.
 _IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 CLASS_NAMES = {
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                      "Bag", "Ankle boot"),
-    "mnist": tuple(str(i) for i in range(10)),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+  "fashion_mnist": (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+  ),
+  "mnist": tuple(str(i) for i in range(10)),
+  "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
 # The colour photographs bundled in the scikit-image wheel (scikit-image 0.26: each loader reads a file shipped in
 # skimage/data, no download). Name -> loader name, index into its result for the stereo pair.
 PHOTOS_NAME = "skimage_photos"
 SKIMAGE_PHOTOS = {
-    "astronaut": ("astronaut", None), "chelsea": ("chelsea", None), "coffee": ("coffee", None),
-    "rocket": ("rocket", None), "motorcycle_left": ("stereo_motorcycle", 0),
-    "motorcycle_right": ("stereo_motorcycle", 1), "retina": ("retina", None),
-    "immunohistochemistry": ("immunohistochemistry", None), "hubble_deep_field": ("hubble_deep_field", None),
+  "astronaut": ("astronaut", None),
+  "chelsea": ("chelsea", None),
+  "coffee": ("coffee", None),
+  "rocket": ("rocket", None),
+  "motorcycle_left": ("stereo_motorcycle", 0),
+  "motorcycle_right": ("stereo_motorcycle", 1),
+  "retina": ("retina", None),
+  "immunohistochemistry": ("immunohistochemistry", None),
+  "hubble_deep_field": ("hubble_deep_field", None),
 }
 PHOTO_SPLITS = {"train": (0.0, 0.8), "test": (0.8, 1.0)}  # rows of every photo each split crops from
 PHOTO_CROPS = {"train": 8192, "test": 1024}  # crops per split when data.max_*_examples is 0
 PHOTO_CROP_SIDE = (0.06, 0.5)  # crop side as a fraction of the photo's shorter side, drawn log-uniformly
 HOW_TO_GET = {
-    "fashion_mnist": "run `make data` (installs the Debian package dataset-fashion-mnist into "
-                     "/usr/share/datasets/fashion-mnist), or set --config.data.path='' to use tfds with a network",
+  "fashion_mnist": "run `make data` (installs the Debian package dataset-fashion-mnist into "
+  "/usr/share/datasets/fashion-mnist), or set --config.data.path='' to use tfds with a network",
 }
 
 
@@ -126,8 +141,10 @@ def skimage_photos() -> tuple[tuple[str, np.ndarray], ...]:
     try:
       image = getattr(data, loader)()
     except Exception as e:  # a scikit-image that fetches the file instead of shipping it fails many ways offline
-      raise DataError(f"data.name='{PHOTOS_NAME}': scikit-image could not load its photo '{name}' "
-                      f"({type(e).__name__}); install scikit-image==0.26.0, whose wheel ships it") from None
+      raise DataError(
+        f"data.name='{PHOTOS_NAME}': scikit-image could not load its photo '{name}' "
+        f"({type(e).__name__}); install scikit-image==0.26.0, whose wheel ships it"
+      ) from None
     image = np.asarray(image[index] if index is not None else image)
     out.append((name, np.ascontiguousarray(image[..., :3], dtype=np.uint8)))
   return tuple(out)
@@ -152,8 +169,9 @@ def load_photo_split(split: str, num_crops: int, image_size: int, seed: int = 0)
   if split not in PHOTO_SPLITS:
     raise DataError(f"data.name='{PHOTOS_NAME}' has splits {', '.join(PHOTO_SPLITS)}, not '{split}'")
   if num_crops < 1 or image_size < 1:
-    raise DataError(f"data.name='{PHOTOS_NAME}': need num_crops >= 1 and image_size >= 1, got {num_crops}, "
-                    f"{image_size}")
+    raise DataError(
+      f"data.name='{PHOTOS_NAME}': need num_crops >= 1 and image_size >= 1, got {num_crops}, {image_size}"
+    )
   photos = skimage_photos()
   top, bottom = PHOTO_SPLITS[split]
   rng = np.random.default_rng([seed, list(PHOTO_SPLITS).index(split)])
@@ -167,8 +185,9 @@ def load_photo_split(split: str, num_crops: int, image_size: int, seed: int = 0)
     side = min(math.exp(rng.uniform(lo, hi)) * min(h, w), y1 - y0, w)
     y = y0 + rng.uniform(0, y1 - y0 - side)
     x = rng.uniform(0, w - side)
-    crop = pil[label].resize((image_size, image_size), Image.Resampling.BICUBIC, box=(x, y, x + side, y + side),
-                              reducing_gap=3.0)
+    crop = pil[label].resize(
+      (image_size, image_size), Image.Resampling.BICUBIC, box=(x, y, x + side, y + side), reducing_gap=3.0
+    )
     images[i] = np.asarray(crop)
   images.flags.writeable = False  # shared through the cache
   return ImageSplit(images, labels, tuple(name for name, _ in photos))
@@ -181,8 +200,13 @@ def load_split(data_config, split: str, limit: int = 0) -> ImageSplit:
   if data_config.name == PHOTOS_NAME:
     return load_photo_split(split, limit or PHOTO_CROPS.get(split, 1), int(getattr(data_config, "image_size", 32)))
   if not data_config.path:
-    return load_tfds_split(data_config.name, split, getattr(data_config, "tfds_data_dir", "") or None, limit=limit,
-                           image_size=int(getattr(data_config, "image_size", 0)))
+    return load_tfds_split(
+      data_config.name,
+      split,
+      getattr(data_config, "tfds_data_dir", "") or None,
+      limit=limit,
+      image_size=int(getattr(data_config, "image_size", 0)),
+    )
   out = load_idx_split(data_config.path, split, data_config.name)
   if limit:
     out = dataclasses.replace(out, images=out.images[:limit], labels=out.labels[:limit])
@@ -191,14 +215,19 @@ def load_split(data_config, split: str, limit: int = 0) -> ImageSplit:
 
 # ----------------------------------------------------------------------------------------------------- tfds
 
-TFDS_HINT = ("with a network tfds downloads it; offline, prepare it elsewhere (`tfds build {name}`) and point "
-             "TFDS_DATA_DIR or data.tfds_data_dir at it")
+TFDS_HINT = (
+  "with a network tfds downloads it; offline, prepare it elsewhere (`tfds build {name}`) and point "
+  "TFDS_DATA_DIR or data.tfds_data_dir at it"
+)
 
 
 def _tfds_error(name: str, split: str, e: Exception) -> DataError:
   first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-  return DataError(f"tfds could not load '{name}' split '{split}' ({first[:160]}); " + TFDS_HINT.format(name=name)
-                   + (f", or {HOW_TO_GET[name]}" if name in HOW_TO_GET else ""))
+  return DataError(
+    f"tfds could not load '{name}' split '{split}' ({first[:160]}); "
+    + TFDS_HINT.format(name=name)
+    + (f", or {HOW_TO_GET[name]}" if name in HOW_TO_GET else "")
+  )
 
 
 def _tfds_builder(name: str, split: str, data_dir: str | None):
@@ -219,6 +248,7 @@ def _tfds_builder(name: str, split: str, data_dir: str | None):
 @dataclasses.dataclass(frozen=True)
 class _ImageSpec:
   """What the host makes of a tfds split's examples."""
+
   image_key: str
   label_key: str | None
   shape: tuple[int, int, int]  # of the uint8 arrays the host produces
@@ -239,8 +269,9 @@ def _image_spec(builder, name: str, image_size: int) -> _ImageSpec:
   if h and w:
     return _ImageSpec(image_key, label_key, (h, w, c), False, class_names)
   if image_size < 1:
-    raise DataError(f"tfds '{name}' has images of varying size: set data.image_size to the side the host resizes "
-                    "them to")
+    raise DataError(
+      f"tfds '{name}' has images of varying size: set data.image_size to the side the host resizes them to"
+    )
   return _ImageSpec(image_key, label_key, (image_size, image_size, c), True, class_names)
 
 
@@ -299,8 +330,9 @@ def _labels(spec: _ImageSpec, example):
   return tf.cast(example[spec.label_key], tf.int32)
 
 
-def load_tfds_split(name: str, split: str, data_dir: str | None = None, *, limit: int = 0,
-                    image_size: int = 0) -> ImageSplit:
+def load_tfds_split(
+  name: str, split: str, data_dir: str | None = None, *, limit: int = 0, image_size: int = 0
+) -> ImageSplit:
   """The first `limit` examples (all when 0) of a tfds split, decoded into memory as uint8.
 
   Streamed, never `batch_size=-1`: the encoded examples pass through once and only the decoded arrays are kept,
@@ -316,13 +348,18 @@ def load_tfds_split(name: str, split: str, data_dir: str | None = None, *, limit
   total = builder.info.splits[split].num_examples
   n = min(limit, total) if limit else total
   try:
-    ds = builder.as_dataset(split=split, shuffle_files=False, read_config=_read_config(),
-                            decoders={spec.image_key: tfds.decode.SkipDecoding()})
+    ds = builder.as_dataset(
+      split=split,
+      shuffle_files=False,
+      read_config=_read_config(),
+      decoders={spec.image_key: tfds.decode.SkipDecoding()},
+    )
   except Exception as e:
     raise _tfds_error(name, split, e) from None
   decode = _decode(spec)
-  ds = ds.take(n).map(lambda ex: (decode(ex[spec.image_key]), _labels(spec, ex)),
-                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.take(n).map(
+    lambda ex: (decode(ex[spec.image_key]), _labels(spec, ex)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+  )
   images = np.empty((n, *spec.shape), np.uint8)
   labels = np.empty((n,), np.int32)
   start = 0
@@ -369,6 +406,7 @@ class TfdsTrainData:
   - Memory: `shuffle_buffer / P` encoded records, one encoded piece per local shard and two decoded local
     batches in the prefetch.
   """
+
   name: str
   split: str  # a split name or one slice of it ('train', 'train[:90%]')
   data_dir: str | None
@@ -380,7 +418,7 @@ class TfdsTrainData:
   num_examples: int  # used per epoch, num_shards * shard_size
 
   @classmethod
-  def from_config(cls, data_config, limit: int = 0) -> "TfdsTrainData":
+  def from_config(cls, data_config, limit: int = 0) -> TfdsTrainData:
     import tensorflow_datasets as tfds
 
     name, split = data_config.name, data_config.train_split
@@ -391,17 +429,27 @@ class TfdsTrainData:
     try:
       (where,) = tfds.core.ReadInstruction.from_spec(split).to_absolute(builder.info.splits)
     except Exception as e:
-      raise DataError(f"data.train_split='{split}' of '{name}' must be one split or one slice of it for streaming "
-                      f"({str(e).strip()[:120]})") from None
+      raise DataError(
+        f"data.train_split='{split}' of '{name}' must be one split or one slice of it for streaming "
+        f"({str(e).strip()[:120]})"
+      ) from None
     start = where.from_ or 0
     stop = builder.info.splits[where.splitname].num_examples if where.to is None else where.to
     total = stop - start
     n = min(limit, total) if limit else total
     if num_shards < 1 or n < num_shards:
       raise DataError(f"data.num_shards={num_shards} does not fit the {n} examples of '{name}' split '{split}'")
-    return cls(name=name, split=split, data_dir=data_dir, num_shards=num_shards,
-               shuffle_buffer=int(getattr(data_config, "shuffle_buffer", 16_384)), spec=spec,
-               base_split=where.splitname, offset=start, num_examples=n // num_shards * num_shards)
+    return cls(
+      name=name,
+      split=split,
+      data_dir=data_dir,
+      num_shards=num_shards,
+      shuffle_buffer=int(getattr(data_config, "shuffle_buffer", 16_384)),
+      spec=spec,
+      base_split=where.splitname,
+      offset=start,
+      num_examples=n // num_shards * num_shards,
+    )
 
   @functools.cached_property
   def _builder(self):
@@ -422,11 +470,15 @@ class TfdsTrainData:
   def steps_per_epoch(self, batch_size: int) -> int:
     g = self.num_shards
     if batch_size % g:
-      raise DataError(f"batch_size={batch_size} is not divisible by data.num_shards={g} (each shard of "
-                      f"'{self.name}' fills batch_size/num_shards rows of every batch)")
+      raise DataError(
+        f"batch_size={batch_size} is not divisible by data.num_shards={g} (each shard of "
+        f"'{self.name}' fills batch_size/num_shards rows of every batch)"
+      )
     if self.shard_size < batch_size // g:
-      raise DataError(f"batch_size={batch_size} takes {batch_size // g} examples from each of the {g} shards of "
-                      f"'{self.name}' split '{self.split}', which hold {self.shard_size}")
+      raise DataError(
+        f"batch_size={batch_size} takes {batch_size // g} examples from each of the {g} shards of "
+        f"'{self.name}' split '{self.split}', which hold {self.shard_size}"
+      )
     return self.shard_size // (batch_size // g)
 
   def example_batch(self, batch_size: int) -> dict:
@@ -440,8 +492,12 @@ class TfdsTrainData:
     lo = self.offset + g * self.shard_size
     split = f"{self.base_split}[{lo}:{lo + self.shard_size}]"
     try:
-      records = self._builder.as_dataset(split=split, shuffle_files=False, read_config=_read_config(),
-                                   decoders={self.spec.image_key: tfds.decode.SkipDecoding()})
+      records = self._builder.as_dataset(
+        split=split,
+        shuffle_files=False,
+        read_config=_read_config(),
+        decoders={self.spec.image_key: tfds.decode.SkipDecoding()},
+      )
     except Exception as e:
       raise _tfds_error(self.name, split, e) from None
     records = records.map(lambda ex: (ex[self.spec.image_key], _labels(self.spec, ex)))
@@ -455,26 +511,33 @@ class TfdsTrainData:
 
     return tf.data.Dataset.counter(first_epoch).flat_map(epoch)
 
-  def stream(self, *, batch_size: int, seed: int, start_step: int, process_index: int = 0,
-             process_count: int = 1):
+  def stream(self, *, batch_size: int, seed: int, start_step: int, process_index: int = 0, process_count: int = 1):
     """Yields this process's rows ({'image': (b/P, H, W, C) uint8, 'label': (b/P,) int32}) of global batches
     `start_step, start_step + 1, ...` forever."""
     import tensorflow as tf
 
     g_count = self.num_shards
     if g_count % process_count:
-      raise DataError(f"data.num_shards={g_count} is not divisible by the {process_count} processes (each reads "
-                      f"num_shards/processes shards of '{self.name}')")
+      raise DataError(
+        f"data.num_shards={g_count} is not divisible by the {process_count} processes (each reads "
+        f"num_shards/processes shards of '{self.name}')"
+      )
     spe = self.steps_per_epoch(batch_size)
     first_epoch, skip = divmod(start_step, spe)
     per_shard, local = batch_size // g_count, g_count // process_count
-    shards = [self._shard(g, per_shard, seed, first_epoch).skip(skip).prefetch(1)
-              for g in range(process_index * local, (process_index + 1) * local)]
+    shards = [
+      self._shard(g, per_shard, seed, first_epoch).skip(skip).prefetch(1)
+      for g in range(process_index * local, (process_index + 1) * local)
+    ]
     ds = tf.data.Dataset.zip(tuple(shards)).map(
-        lambda *pieces: tuple(tf.concat([p[i] for p in pieces], 0) for i in range(2)))
+      lambda *pieces: tuple(tf.concat([p[i] for p in pieces], 0) for i in range(2))
+    )
     decode = _decode(self.spec)
-    ds = ds.unbatch().map(lambda encoded, label: {"image": decode(encoded), "label": label},
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.unbatch().map(
+      lambda encoded, label: {"image": decode(encoded), "label": label},
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+    )
     ds = ds.batch(batch_size // process_count, drop_remainder=True)
     options = tf.data.Options()
     options.deterministic = True
@@ -491,14 +554,16 @@ def load_train_data(data_config) -> ImageSplit | TfdsTrainData:
 
 # ----------------------------------------------------------------------------------------------------- in memory
 
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   if num_examples < batch_size:
     raise DataError(f"batch_size={batch_size} is larger than the {num_examples} training examples")
   return num_examples // batch_size
 
 
-def train_stream(split: ImageSplit, *, batch_size: int, seed: int, start_step: int,
-                 process_index: int = 0, process_count: int = 1):
+def train_stream(
+  split: ImageSplit, *, batch_size: int, seed: int, start_step: int, process_index: int = 0, process_count: int = 1
+):
   """Yields this process's rows of global batches `start_step, start_step + 1, ...` forever.
 
   Each epoch is a permutation seeded by (seed, epoch); the global batch `s` is rows

@@ -20,12 +20,13 @@ import re
 import numpy as np
 
 from ssljax import sharding, storage
-from ssljax.data import DataError
+from ssljax.data import DataError, wordpiece
 from ssljax.data import text as text_data
-from ssljax.data import wordpiece
 
-HOW_TO_GET = ("point --config.data.path at a directory of plain-text files (.txt, .txt.xz, .txt.gz; paragraphs "
-              "separated by blank lines), e.g. the 20 sources `make corpus` leaves in data/text/raw")
+HOW_TO_GET = (
+  "point --config.data.path at a directory of plain-text files (.txt, .txt.xz, .txt.gz; paragraphs "
+  "separated by blank lines), e.g. the 20 sources `make corpus` leaves in data/text/raw"
+)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
@@ -99,6 +100,7 @@ def split(docs: Documents, valid_every: int) -> tuple[Documents, Documents]:
 @dataclasses.dataclass(frozen=True)
 class TokenizedDocs:
   """A split's WordPiece ids: paragraph i is ids[offsets[i]:offsets[i + 1]], from source `source[i]`."""
+
   ids: np.ndarray  # (N,) int32, no special tokens
   offsets: np.ndarray  # (P + 1,) int64
   source: np.ndarray  # (P,) int32 index into `sources`
@@ -109,7 +111,7 @@ class TokenizedDocs:
     return len(self.source)
 
   def paragraph(self, i: int) -> np.ndarray:
-    return self.ids[self.offsets[i]:self.offsets[i + 1]]
+    return self.ids[self.offsets[i] : self.offsets[i + 1]]
 
   def paragraphs(self) -> list[np.ndarray]:
     return np.split(self.ids, self.offsets[1:-1])
@@ -127,8 +129,11 @@ def tokenize(docs: Documents, tokenizer: wordpiece.WordPiece, *, batch_paragraph
     return (np.concatenate(ids) if ids else np.zeros(0, np.int32)), np.asarray([len(i) for i in ids], np.int64)
 
   ds = tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string)).batch(batch_paragraphs)
-  ds = ds.map(lambda b: tf.numpy_function(encode, [b], (tf.int32, tf.int64), stateful=False),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(
+    lambda b: tf.numpy_function(encode, [b], (tf.int32, tf.int64), stateful=False),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )
   ids, lengths = [], []
   for i, n in ds.as_numpy_iterator():
     ids.append(i)
@@ -138,8 +143,9 @@ def tokenize(docs: Documents, tokenizer: wordpiece.WordPiece, *, batch_paragraph
   return TokenizedDocs(np.concatenate(ids) if ids else np.zeros(0, np.int32), offsets, source, docs.sources)
 
 
-def load_or_train_tokenizer(directory: str, train_docs: Documents, *, vocab_size: int, save: bool = True,
-                            lowercase: bool = False) -> wordpiece.WordPiece:
+def load_or_train_tokenizer(
+  directory: str, train_docs: Documents, *, vocab_size: int, save: bool = True, lowercase: bool = False
+) -> wordpiece.WordPiece:
   """The tokenizer saved in `directory` (a resumed run), else one trained on `train_docs` and saved there.
 
   The saved one is what makes a run reproducible: WordPiece training may break ties between equally frequent
@@ -149,8 +155,10 @@ def load_or_train_tokenizer(directory: str, train_docs: Documents, *, vocab_size
   if (storage.path(directory) / "tokenizer.json").is_file():
     tok = wordpiece.load(directory)
     if tok.vocab_size != vocab_size:
-      raise DataError(f"the tokenizer in {directory} has {tok.vocab_size} tokens but data.vocab_size="
-                      f"{vocab_size}: use the same vocab_size or a new workdir")
+      raise DataError(
+        f"the tokenizer in {directory} has {tok.vocab_size} tokens but data.vocab_size="
+        f"{vocab_size}: use the same vocab_size or a new workdir"
+      )
     return tok
   tok = wordpiece.train(train_docs.all_paragraphs(), vocab_size=vocab_size, lowercase=lowercase)
   if save:
@@ -172,8 +180,9 @@ def stream_with_boundaries(docs: TokenizedDocs, *, cls_id: int, sep_id: int) -> 
   return out
 
 
-def _epoch_batches(num_rows: int, gather, *, batch_size: int, seed: int, start_step: int, process_index: int,
-                   process_count: int):
+def _epoch_batches(
+  num_rows: int, gather, *, batch_size: int, seed: int, start_step: int, process_index: int, process_count: int
+):
   """Global batch s of epoch e is rows perm_e[s * batch_size:(s + 1) * batch_size], perm_e seeded by
   (seed, e); process p takes its contiguous slice. `gather(rows)` builds the batch dict in TensorFlow."""
   import tensorflow as tf  # lazy: tensorflow is heavy
@@ -186,7 +195,7 @@ def _epoch_batches(num_rows: int, gather, *, batch_size: int, seed: int, start_s
   def epoch_batches(epoch):
     perm = tf.random.experimental.stateless_shuffle(tf.range(num_rows, dtype=tf.int64), seed=tf.stack([seed, epoch]))
     rows = tf.reshape(perm[: spe * batch_size], [spe, batch_size])
-    return tf.data.Dataset.from_tensor_slices(rows[:, process_index * local:(process_index + 1) * local])
+    return tf.data.Dataset.from_tensor_slices(rows[:, process_index * local : (process_index + 1) * local])
 
   ds = tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches).skip(skip)
   ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -195,8 +204,10 @@ def _epoch_batches(num_rows: int, gather, *, batch_size: int, seed: int, start_s
 
 def _steps_per_epoch(num_rows: int, batch_size: int) -> int:
   if num_rows < batch_size:
-    raise DataError(f"the training text makes {num_rows} examples, fewer than batch_size={batch_size}: "
-                    "use more text or a smaller batch_size")
+    raise DataError(
+      f"the training text makes {num_rows} examples, fewer than batch_size={batch_size}: "
+      "use more text or a smaller batch_size"
+    )
   return num_rows // batch_size
 
 
@@ -207,6 +218,7 @@ class ChunkStream:
   Chunk c is tokens [c * length, c * length + length + 1): consecutive chunks share one token, so every token
   of the stream is a target once per epoch.
   """
+
   tokens: np.ndarray  # (N,) int32
   length: int
 
@@ -229,13 +241,21 @@ class ChunkStream:
       index = chunks[:, None] * length + tf.range(length + 1, dtype=tf.int64)[None, :]
       return {"tokens": tf.gather(tokens, index)}
 
-    return _epoch_batches(self.num_examples, gather, batch_size=batch_size, seed=seed, start_step=start_step,
-                          process_index=process_index, process_count=process_count)
+    return _epoch_batches(
+      self.num_examples,
+      gather,
+      batch_size=batch_size,
+      seed=seed,
+      start_step=start_step,
+      process_index=process_index,
+      process_count=process_count,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class RowStream:
   """Training batches of rows of fixed-size example arrays (all with the same first dimension)."""
+
   arrays: dict  # name -> (N, ...) array
 
   @property
@@ -252,9 +272,15 @@ class RowStream:
     import tensorflow as tf
 
     arrays = {k: tf.constant(v) for k, v in self.arrays.items()}
-    return _epoch_batches(self.num_examples, lambda rows: {k: tf.gather(v, rows) for k, v in arrays.items()},
-                          batch_size=batch_size, seed=seed, start_step=start_step, process_index=process_index,
-                          process_count=process_count)
+    return _epoch_batches(
+      self.num_examples,
+      lambda rows: {k: tf.gather(v, rows) for k, v in arrays.items()},
+      batch_size=batch_size,
+      seed=seed,
+      start_step=start_step,
+      process_index=process_index,
+      process_count=process_count,
+    )
 
 
 def _pieces(docs: TokenizedDocs, max_piece: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -269,8 +295,16 @@ def _pieces(docs: TokenizedDocs, max_piece: int) -> tuple[np.ndarray, np.ndarray
   return np.asarray(starts), np.asarray(ends), np.asarray(sources)
 
 
-def next_segment_examples(docs: TokenizedDocs, *, max_len: int, seed: int, cls_id: int, sep_id: int,
-                          pad_id: int = 0, short_seq_prob: float = 0.1) -> dict:
+def next_segment_examples(
+  docs: TokenizedDocs,
+  *,
+  max_len: int,
+  seed: int,
+  cls_id: int,
+  sep_id: int,
+  pad_id: int = 0,
+  short_seq_prob: float = 0.1,
+) -> dict:
   """BERT's pre-training pairs: [CLS] A [SEP] B [SEP], filled up to `max_len`, B the text that follows A
   in its source for half the pairs and a segment from a random place in the corpus for the other half.
 
@@ -297,7 +331,7 @@ def next_segment_examples(docs: TokenizedDocs, *, max_len: int, seed: int, cls_i
     if len(chunk) < 2 and (i >= n or sources[i] != sources[chunk[0]]):
       continue  # a lone unit at the end of a source: no true next to pair it with
     a_units = int(rng.integers(1, len(chunk))) if len(chunk) > 1 else 1
-    a = np.concatenate([ids[starts[u]:ends[u]] for u in chunk[:a_units]])
+    a = np.concatenate([ids[starts[u] : ends[u]] for u in chunk[:a_units]])
     if rng.random() < 0.5:
       is_next = 0
       j = int(rng.integers(0, n))
@@ -305,17 +339,17 @@ def next_segment_examples(docs: TokenizedDocs, *, max_len: int, seed: int, cls_i
         j = int(rng.integers(0, n))
       b_parts, b_len = [], 0
       while j < n and b_len < target - len(a):
-        b_parts.append(ids[starts[j]:ends[j]])
+        b_parts.append(ids[starts[j] : ends[j]])
         b_len += ends[j] - starts[j]
         j += 1
-      b = np.concatenate(b_parts) if b_parts else ids[starts[0]:ends[0]]
+      b = np.concatenate(b_parts) if b_parts else ids[starts[0] : ends[0]]
       i -= len(chunk) - a_units  # the units B did not use come back
     else:
       is_next = 1
       if len(chunk) > 1:
-        b = np.concatenate([ids[starts[u]:ends[u]] for u in chunk[a_units:]])
+        b = np.concatenate([ids[starts[u] : ends[u]] for u in chunk[a_units:]])
       else:  # B is the unit after the chunk, in the same source
-        b = ids[starts[i]:ends[i]]
+        b = ids[starts[i] : ends[i]]
         i += 1
     while len(a) + len(b) > budget:  # trim the longer side, at a random end (BERT's truncate_seq_pair)
       if len(a) >= len(b):
@@ -327,15 +361,14 @@ def next_segment_examples(docs: TokenizedDocs, *, max_len: int, seed: int, cls_i
     row = np.full(max_len, pad_id, np.int32)
     seg = np.zeros(max_len, np.int32)
     pair = np.concatenate([[cls_id], a, [sep_id], b, [sep_id]])
-    row[:len(pair)] = pair
-    seg[len(a) + 2:len(pair)] = 1
+    row[: len(pair)] = pair
+    seg[len(a) + 2 : len(pair)] = 1
     out_tokens.append(row)
     out_segments.append(seg)
     out_next.append(is_next)
   if not out_tokens:
     raise DataError("the text makes no sentence pairs: each source needs at least two paragraphs")
-  return {"tokens": np.stack(out_tokens), "segments": np.stack(out_segments),
-          "is_next": np.asarray(out_next, np.int32)}
+  return {"tokens": np.stack(out_tokens), "segments": np.stack(out_segments), "is_next": np.asarray(out_next, np.int32)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,26 +388,35 @@ def load_corpus(data_config, workdir: str | None, *, save_tokenizer: bool = True
   if directory:
     # One process trains and saves; the others wait for it in `agree` (which also hands them its error, so none
     # waits forever for a file that will not come), then read the file.
-    train_here = lambda: (load_or_train_tokenizer(directory, train_docs, vocab_size=data_config.vocab_size,
-                                                  lowercase=data_config.lowercase) if save_tokenizer else None)
+    train_here = lambda: (
+      load_or_train_tokenizer(directory, train_docs, vocab_size=data_config.vocab_size, lowercase=data_config.lowercase)
+      if save_tokenizer
+      else None
+    )
     tok = sharding.agree(train_here, "training the tokenizer")
     if tok is None:
-      tok = load_or_train_tokenizer(directory, train_docs, vocab_size=data_config.vocab_size, save=False,
-                                    lowercase=data_config.lowercase)
+      tok = load_or_train_tokenizer(
+        directory, train_docs, vocab_size=data_config.vocab_size, save=False, lowercase=data_config.lowercase
+      )
   else:
-    tok = wordpiece.train(train_docs.all_paragraphs(), vocab_size=data_config.vocab_size,
-                          lowercase=data_config.lowercase)
+    tok = wordpiece.train(
+      train_docs.all_paragraphs(), vocab_size=data_config.vocab_size, lowercase=data_config.lowercase
+    )
   out = TokenizedCorpus(tok, tokenize(train_docs, tok), tokenize(valid_docs, tok), docs.undecodable_bytes)
-  print(f"text: {len(docs.sources)} sources, {out.train.num_paragraphs} + {out.valid.num_paragraphs} paragraphs, "
-        f"{len(out.train.ids)} + {len(out.valid.ids)} WordPiece tokens (train + valid), vocabulary "
-        f"{tok.vocab_size}" + (f"; {docs.undecodable_bytes} bytes were not UTF-8 (replaced with U+FFFD)"
-                               if docs.undecodable_bytes else ""), flush=True)
+  print(
+    f"text: {len(docs.sources)} sources, {out.train.num_paragraphs} + {out.valid.num_paragraphs} paragraphs, "
+    f"{len(out.train.ids)} + {len(out.valid.ids)} WordPiece tokens (train + valid), vocabulary "
+    f"{tok.vocab_size}"
+    + (f"; {docs.undecodable_bytes} bytes were not UTF-8 (replaced with U+FFFD)" if docs.undecodable_bytes else ""),
+    flush=True,
+  )
   return out
 
 
 @dataclasses.dataclass(frozen=True)
 class TextTrainData:
   """The engine's view of a text run: the batches it trains on, and the tokenized corpus its evals read."""
+
   corpus: TokenizedCorpus
   batches: ChunkStream | RowStream
 

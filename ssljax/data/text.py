@@ -25,8 +25,10 @@ import numpy as np
 from ssljax import storage
 from ssljax.data import DataError
 
-HOW_TO_GET = ("point --config.data.path at plain-text file(s), one sentence or paragraph per line "
-              "(comma-separated or a glob), or set data.path='' and data.name to a tfds text dataset")
+HOW_TO_GET = (
+  "point --config.data.path at plain-text file(s), one sentence or paragraph per line "
+  "(comma-separated or a glob), or set data.path='' and data.name to a tfds text dataset"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +109,9 @@ def _kept_tokens_and_line_starts(ids: array.array, lengths: array.array) -> tupl
   return raw[keep], starts
 
 
-def read_corpus(path: str, *, min_count: int, max_vocab: int = 0, lowercase: bool = False,
-                min_vocab: int = 2) -> Corpus:
+def read_corpus(
+  path: str, *, min_count: int, max_vocab: int = 0, lowercase: bool = False, min_vocab: int = 2
+) -> Corpus:
   """Two passes over the file(s): count words, then encode them as ids of the kept vocabulary."""
   paths = corpus_paths(path)
   bad = [0]
@@ -120,8 +123,10 @@ def read_corpus(path: str, *, min_count: int, max_vocab: int = 0, lowercase: boo
     raise DataError(f"data.path={path}: the corpus has no words; {HOW_TO_GET}")
   vocab = build_vocab(counter, min_count, max_vocab)
   if len(vocab) < min_vocab:
-    raise DataError(f"data.min_count={min_count} keeps {len(vocab)} distinct words of {len(counter)} in "
-                    f"{path}; at least {min_vocab} are needed: lower min_count or use a larger corpus")
+    raise DataError(
+      f"data.min_count={min_count} keeps {len(vocab)} distinct words of {len(counter)} in "
+      f"{path}; at least {min_vocab} are needed: lower min_count or use a larger corpus"
+    )
   del counter
   ids, missing = vocab.index(), itertools.repeat(-1)
   bad = [0]
@@ -200,13 +205,14 @@ def huffman_tree(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
   points = np.zeros((n, length), np.int32)
   lengths = np.zeros(n, np.int32)
   for word, (c, p) in enumerate(paths):
-    codes[word, :len(c)], points[word, :len(p)], lengths[word] = c, p, len(c)
+    codes[word, : len(c)], points[word, : len(p)], lengths[word] = c, p, len(c)
   return codes, points, lengths
 
 
 @dataclasses.dataclass(frozen=True)
 class TokenData:
   """The engine's view of a corpus: epochs of consecutive `batch_size`-token slices, in corpus order."""
+
   corpus: Corpus
 
   @property
@@ -225,13 +231,12 @@ class TokenData:
     start = (step % self.steps_per_epoch(batch_size)) * batch_size + process_index * local
     tokens = np.full(local, -1, np.int32)
     starts = np.zeros(local, bool)
-    piece = self.corpus.tokens[start:start + local]
-    tokens[:len(piece)] = piece
-    starts[:len(piece)] = self.corpus.line_starts[start:start + local]
+    piece = self.corpus.tokens[start : start + local]
+    tokens[: len(piece)] = piece
+    starts[: len(piece)] = self.corpus.line_starts[start : start + local]
     return {"tokens": tokens, "line_starts": starts}
 
-  def stream(self, *, batch_size: int, seed: int, start_step: int, process_index: int = 0,
-             process_count: int = 1):
+  def stream(self, *, batch_size: int, seed: int, start_step: int, process_index: int = 0, process_count: int = 1):
     del seed  # corpus order, as word2vec; the randomness is on device
     if batch_size % process_count:
       raise DataError(f"batch_size={batch_size} is not divisible by the {process_count} processes")
@@ -243,8 +248,7 @@ class TokenData:
 
 def load_token_data(data_config) -> TokenData:
   """The corpus the config names: plain-text file(s) at `data.path`, or a tfds text dataset."""
-  kwargs = dict(min_count=data_config.min_count, max_vocab=data_config.max_vocab,
-                lowercase=data_config.lowercase)
+  kwargs = dict(min_count=data_config.min_count, max_vocab=data_config.max_vocab, lowercase=data_config.lowercase)
   if data_config.path:
     return TokenData(read_corpus(data_config.path, **kwargs))
   return TokenData(_read_tfds_corpus(data_config, **kwargs))

@@ -90,12 +90,17 @@ def train(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2, lowe
   if vocab_size <= len(SPECIAL_TOKENS) + 1:
     raise ValueError(f"vocab_size={vocab_size} leaves no room beyond the {len(SPECIAL_TOKENS)} special tokens")
   tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
-  tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                              lowercase=lowercase)
+  tok.normalizer = normalizers.BertNormalizer(
+    clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase
+  )
   tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
   tok.decoder = decoders.WordPiece(prefix="##")
-  trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
-                                      show_progress=False)
+  trainer = trainers.WordPieceTrainer(
+    vocab_size=vocab_size,
+    min_frequency=min_frequency,
+    special_tokens=list(SPECIAL_TOKENS),
+    continuing_subword_prefix="##",
+    show_progress=False,
+  )
   tok.train_from_iterator(texts, trainer=trainer)
   return WordPiece(tok)

@@ -4,8 +4,9 @@ The protocol of BERT's GLUE runs (and of MAE's): AdamW, linear warm-up then line
 on, the whole network updated. The same loop serves every modality: a method gives the classifier's
 `apply(params, state, batch, *, train, rng) -> (logits, new_state)` and its initial params (pre-trained encoder +
 fresh head, or all fresh for the from-scratch baseline); `state` holds what is not trained by gradient
-(BatchNorm statistics; {} for a Transformer). Augmentation, if any, belongs in `apply` under `train`. `prepare(batch)` may reshape a host batch first, e.g. to cut
-padding to a length bucket, so that short inputs do not pay for the longest one.
+(BatchNorm statistics; {} for a Transformer). Augmentation, if any, belongs in `apply` under `train`.
+`prepare(batch)` may reshape a host batch first, e.g. to cut padding to a length bucket, so that short inputs do
+not pay for the longest one.
 """
 
 from __future__ import annotations
@@ -55,10 +56,24 @@ def _functions(apply: Callable, weight_decay: float):
   return tx, step, predict
 
 
-def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray, test_x: dict,
-                  test_y: np.ndarray, steps: int, batch_size: int, learning_rate: float, state: dict | None = None,
-                  weight_decay: float = 0.01, warmup_fraction: float = 0.1, seed: int = 0, mesh=None,
-                  prepare: Callable[[dict], dict] = lambda b: b) -> dict:
+def finetune_top1(
+  *,
+  params,
+  apply: Callable,
+  train_x: dict,
+  train_y: np.ndarray,
+  test_x: dict,
+  test_y: np.ndarray,
+  steps: int,
+  batch_size: int,
+  learning_rate: float,
+  state: dict | None = None,
+  weight_decay: float = 0.01,
+  warmup_fraction: float = 0.1,
+  seed: int = 0,
+  mesh=None,
+  prepare: Callable[[dict], dict] = lambda b: b,
+) -> dict:
   """Trains `params` for `steps` steps on (train_x, train_y) and returns test top-1 and the final train loss.
 
   Batches are drawn epoch by epoch from a permutation seeded by `seed`; a training set smaller than a batch
@@ -72,8 +87,9 @@ def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray
   rows = lambda x: sharding.host_to_global(x, mesh)  # every process draws the same batch and holds it whole
   warmup = int(warmup_fraction * steps)
   # Linear warm-up to `learning_rate`, then linearly down to zero at the last step.
-  rates = learning_rate * np.minimum((np.arange(steps) + 1) / max(warmup, 1),
-                                     (steps - np.arange(steps)) / max(steps - warmup, 1)).astype(np.float32)
+  rates = learning_rate * np.minimum(
+    (np.arange(steps) + 1) / max(warmup, 1), (steps - np.arange(steps)) / max(steps - warmup, 1)
+  ).astype(np.float32)
   tx, step, predict = _functions(apply, float(weight_decay))
 
   # Replicated over the mesh (host copies first: a fresh head lives on one local device, which the other
@@ -89,8 +105,9 @@ def finetune_top1(*, params, apply: Callable, train_x: dict, train_y: np.ndarray
     batch = rows(prepare({k: v[idx] for k, v in train_x.items()}))
     # One step in flight: queued multi-device CPU steps hold host threads that wait for each other (train.py).
     jax.block_until_ready(loss)
-    params, state, opt_state, loss = step(params, state, opt_state, batch, rows(train_y[idx]), np.int32(seed),
-                                          np.int32(i), rates[i])
+    params, state, opt_state, loss = step(
+      params, state, opt_state, batch, rows(train_y[idx]), np.int32(seed), np.int32(i), rates[i]
+    )
   correct = 0
   for start in range(0, len(test_y), batch_size):
     idx = np.arange(start, start + batch_size)

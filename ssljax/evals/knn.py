@@ -7,6 +7,7 @@ cosine similarity, top-k train neighbours per test row, votes weighted by exp(si
 Example:
   >>> acc = knn_top1(train_feats, train_labels, test_feats, test_labels, num_classes=10)
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,13 +51,15 @@ def _cosine_top_k(query, bank, k: int, chunk_size: int) -> tuple[np.ndarray, np.
   # Pad the last chunk to full size so every call reuses one compiled shape.
   padded = np.zeros((-(-num_query // chunk_size) * chunk_size, query.shape[1]), np.float32)
   padded[:num_query] = query
-  sims, idx = zip(*(_top_k_chunk(jnp.asarray(padded[i:i + chunk_size]), bank, k)
-                    for i in range(0, len(padded), chunk_size)))
+  sims, idx = zip(
+    *(_top_k_chunk(jnp.asarray(padded[i : i + chunk_size]), bank, k) for i in range(0, len(padded), chunk_size))
+  )
   return np.concatenate(sims)[:num_query], np.concatenate(idx)[:num_query]
 
 
-def nearest_neighbors(query_features, bank_features, *, k: int,
-                      chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbors(
+  query_features, bank_features, *, k: int, chunk_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
   """Cosine nearest neighbours of each query row among the bank rows.
 
   Args:
@@ -78,12 +81,19 @@ def _weighted_votes(sims, neighbor_labels, temperature, num_classes: int) -> jax
   # Subtracting the row max rescales each row's votes by one constant: argmax unchanged, and
   # exp(1 / T) cannot overflow float32 for small T.
   weights = jnp.exp((sims - sims[:, :1]) / temperature)
-  return jax.vmap(lambda lab, w: jnp.zeros(num_classes, w.dtype).at[lab].add(w))(
-      neighbor_labels, weights)
+  return jax.vmap(lambda lab, w: jnp.zeros(num_classes, w.dtype).at[lab].add(w))(neighbor_labels, weights)
 
 
-def knn_predict(train_features, train_labels, test_features, *, num_classes: int, k: int = 200,
-                temperature: float = 0.1, chunk_size: int = 1024) -> np.ndarray:
+def knn_predict(
+  train_features,
+  train_labels,
+  test_features,
+  *,
+  num_classes: int,
+  k: int = 200,
+  temperature: float = 0.1,
+  chunk_size: int = 1024,
+) -> np.ndarray:
   """Weighted kNN class predictions for the test rows (Wu et al. 2018).
 
   Args:
@@ -101,21 +111,35 @@ def knn_predict(train_features, train_labels, test_features, *, num_classes: int
   """
   train_labels = np.asarray(train_labels)
   if train_labels.shape != (np.shape(train_features)[0],):
-    raise ValueError(f"train_labels must have shape ({np.shape(train_features)[0]},), "
-                     f"got {train_labels.shape}.")
+    raise ValueError(f"train_labels must have shape ({np.shape(train_features)[0]},), got {train_labels.shape}.")
   if train_labels.size and not 0 <= train_labels.min() <= train_labels.max() < num_classes:
     raise ValueError(f"train_labels must lie in [0, {num_classes}).")
   if temperature <= 0:
     raise ValueError(f"temperature must be positive, got {temperature}.")
   sims, idx = _cosine_top_k(test_features, train_features, k, chunk_size)
-  votes = _weighted_votes(jnp.asarray(sims), jnp.asarray(train_labels[idx]),
-                          temperature, num_classes)
+  votes = _weighted_votes(jnp.asarray(sims), jnp.asarray(train_labels[idx]), temperature, num_classes)
   return np.asarray(jnp.argmax(votes, axis=-1))
 
 
-def knn_top1(train_features, train_labels, test_features, test_labels, *, num_classes: int,
-             k: int = 200, temperature: float = 0.1, chunk_size: int = 1024) -> float:
+def knn_top1(
+  train_features,
+  train_labels,
+  test_features,
+  test_labels,
+  *,
+  num_classes: int,
+  k: int = 200,
+  temperature: float = 0.1,
+  chunk_size: int = 1024,
+) -> float:
   """Top-1 accuracy of `knn_predict` against `test_labels`; same arguments."""
-  preds = knn_predict(train_features, train_labels, test_features, num_classes=num_classes,
-                      k=k, temperature=temperature, chunk_size=chunk_size)
+  preds = knn_predict(
+    train_features,
+    train_labels,
+    test_features,
+    num_classes=num_classes,
+    k=k,
+    temperature=temperature,
+    chunk_size=chunk_size,
+  )
   return float(np.mean(preds == np.asarray(test_labels)))

@@ -9,6 +9,7 @@ Example:
   >>> result = linear_probe(train_x, train_y, test_x, test_y, num_classes=10)
   >>> result['top1'], result['l2']
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,12 +22,10 @@ import numpy as np
 import optax
 from threadpoolctl import threadpool_limits
 
-__all__ = ["fit_logistic_regression", "label_fraction_indices", "linear_probe",
-           "logistic_regression_objective"]
+__all__ = ["fit_logistic_regression", "label_fraction_indices", "linear_probe", "logistic_regression_objective"]
 
 
-def logistic_regression_objective(params: dict, features, labels, l2,
-                                  sample_weights=None) -> jax.Array:
+def logistic_regression_objective(params: dict, features, labels, l2, sample_weights=None) -> jax.Array:
   """mean cross-entropy + l2 * ||W||^2; the bias is not penalised.
 
   Args:
@@ -40,17 +39,16 @@ def logistic_regression_objective(params: dict, features, labels, l2,
   # g.T @ x, about 4x faster than the x.T @ g it emits for a (D, C) kernel.
   logits = features @ params["w"].T + params["b"]
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  ce = ce.mean() if sample_weights is None else (
-      jnp.sum(sample_weights * ce) / jnp.sum(sample_weights))
+  ce = ce.mean() if sample_weights is None else (jnp.sum(sample_weights * ce) / jnp.sum(sample_weights))
   return ce + l2 * jnp.sum(jnp.square(params["w"]))
 
 
 @jax.jit
 def _lbfgs(params, rotated, labels, sample_weights, scale, l2, tol, max_iters):
   """L-BFGS on the objective with W = (W' * scale) in the rotated basis; see `_Preconditioner`."""
+
   def objective(p):
-    return logistic_regression_objective({"w": p["w"] * scale, "b": p["b"]}, rotated, labels, l2,
-                                         sample_weights)
+    return logistic_regression_objective({"w": p["w"] * scale, "b": p["b"]}, rotated, labels, l2, sample_weights)
 
   solver = optax.lbfgs()
   # Reuses the value and gradient the zoom line search already computed at the accepted point.
@@ -59,8 +57,7 @@ def _lbfgs(params, rotated, labels, sample_weights, scale, l2, tol, max_iters):
   def step(carry):
     params, state = carry
     value, grad = value_and_grad(params, state=state)
-    updates, state = solver.update(grad, state, params, value=value, grad=grad,
-                                   value_fn=objective)
+    updates, state = solver.update(grad, state, params, value=value, grad=grad, value_fn=objective)
     return optax.apply_updates(params, updates), state
 
   def keep_going(carry):
@@ -84,12 +81,13 @@ class _Preconditioner(NamedTuple):
   features (7x on 512-d random ReLU features of Fashion-MNIST). The objective and its minimiser are
   unchanged; only the coordinates L-BFGS walks in differ.
   """
+
   rotated: jax.Array  # x @ basis
   eigvals: np.ndarray
   basis: np.ndarray
 
   @classmethod
-  def of(cls, features) -> "_Preconditioner":
+  def of(cls, features) -> _Preconditioner:
     x = np.asarray(features, np.float32)
     # One BLAS thread: 0.3 s for 60k x 512 either way when cores are free, but with cores shared
     # (JAX's threads, other jobs) threaded OpenBLAS spins and took 5.5 s.
@@ -99,27 +97,33 @@ class _Preconditioner(NamedTuple):
       rotated = x @ basis
     return cls(jnp.asarray(rotated), np.maximum(eigvals, 0.0), basis)
 
-  def fit(self, labels, *, num_classes: int, l2: float, max_iters: int, tol: float,
-          init: dict | None, sample_weights=None) -> tuple[dict, float, int]:
+  def fit(
+    self, labels, *, num_classes: int, l2: float, max_iters: int, tol: float, init: dict | None, sample_weights=None
+  ) -> tuple[dict, float, int]:
     # 1e-6 keeps the scale finite for l2 = 0 along null directions of rank-deficient features.
     scale = (self.eigvals / num_classes + 2 * l2 + 1e-6).astype(np.float32) ** -0.5
     if init is None:
-      init = {"w": np.zeros((num_classes, len(scale)), np.float32),
-              "b": np.zeros(num_classes, np.float32)}
-    start = {"w": np.asarray(init["w"], np.float32) @ self.basis / scale,
-             "b": np.asarray(init["b"], np.float32)}
+      init = {"w": np.zeros((num_classes, len(scale)), np.float32), "b": np.zeros(num_classes, np.float32)}
+    start = {"w": np.asarray(init["w"], np.float32) @ self.basis / scale, "b": np.asarray(init["b"], np.float32)}
     if sample_weights is None:  # explicit ones: one compiled program for weighted and not
       sample_weights = np.ones(len(labels), np.float32)
-    params, value, count = _lbfgs(start, self.rotated, jnp.asarray(labels, jnp.int32),
-                                  jnp.asarray(sample_weights, jnp.float32), scale,
-                                  jnp.float32(l2), jnp.float32(tol), jnp.int32(max_iters))
+    params, value, count = _lbfgs(
+      start,
+      self.rotated,
+      jnp.asarray(labels, jnp.int32),
+      jnp.asarray(sample_weights, jnp.float32),
+      scale,
+      jnp.float32(l2),
+      jnp.float32(tol),
+      jnp.int32(max_iters),
+    )
     w = (np.asarray(params["w"]) * scale) @ self.basis.T
     return {"w": w, "b": np.asarray(params["b"])}, float(value), int(count)
 
 
-def fit_logistic_regression(features, labels, *, num_classes: int, l2: float,
-                            max_iters: int = 1000, tol: float = 1e-4,
-                            init: dict | None = None) -> tuple[dict, float, int]:
+def fit_logistic_regression(
+  features, labels, *, num_classes: int, l2: float, max_iters: int = 1000, tol: float = 1e-4, init: dict | None = None
+) -> tuple[dict, float, int]:
   """Minimises `logistic_regression_objective` with optax's L-BFGS (zoom line search).
 
   Args:
@@ -134,8 +138,9 @@ def fit_logistic_regression(features, labels, *, num_classes: int, l2: float,
   Returns:
     (params {'w': (C, D), 'b': (C,)} as float32 numpy arrays, objective value, iterations run).
   """
-  return _Preconditioner.of(features).fit(labels, num_classes=num_classes, l2=l2,
-                                          max_iters=max_iters, tol=tol, init=init)
+  return _Preconditioner.of(features).fit(
+    labels, num_classes=num_classes, l2=l2, max_iters=max_iters, tol=tol, init=init
+  )
 
 
 def _accuracy(params: dict, features: np.ndarray, labels: np.ndarray) -> float:
@@ -143,15 +148,16 @@ def _accuracy(params: dict, features: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def _stratified_subset(labels: np.ndarray, fraction: float, rng: np.random.Generator, *,
-                       leave_one: bool = False) -> np.ndarray:
+def _stratified_subset(
+  labels: np.ndarray, fraction: float, rng: np.random.Generator, *, leave_one: bool = False
+) -> np.ndarray:
   """round(fraction * count) random members of each class, at least one, and with `leave_one`
   at most count - 1, so every class keeps a member outside the subset."""
   picked = []
   for c in np.unique(labels):
     members = np.flatnonzero(labels == c)
     size = max(1, int(round(fraction * len(members))))
-    picked.append(rng.permutation(members)[:min(size, len(members) - 1) if leave_one else size])
+    picked.append(rng.permutation(members)[: min(size, len(members) - 1) if leave_one else size])
   return np.sort(np.concatenate(picked))
 
 
@@ -176,10 +182,19 @@ def label_fraction_indices(labels, fraction: float, *, seed: int) -> np.ndarray:
   return _stratified_subset(labels, fraction, np.random.default_rng(seed))
 
 
-def linear_probe(train_features, train_labels, test_features, test_labels, *, num_classes: int,
-                 l2_grid: Sequence[float] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
-                 val_fraction: float = 0.1, seed: int = 0, max_iters: int = 1000,
-                 tol: float = 1e-4) -> dict:
+def linear_probe(
+  train_features,
+  train_labels,
+  test_features,
+  test_labels,
+  *,
+  num_classes: int,
+  l2_grid: Sequence[float] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+  val_fraction: float = 0.1,
+  seed: int = 0,
+  max_iters: int = 1000,
+  tol: float = 1e-4,
+) -> dict:
   """Linear-probe top-1 accuracy with the L2 strength chosen on a held-out validation split.
 
   Args:
@@ -235,17 +250,24 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
     # Only the validation ranking matters here, so a 10x looser tolerance: on Fashion-MNIST
     # features it cut the search's iterations 4x, moved validation accuracies by <= 0.2% and
     # left the choice unchanged.
-    params, _, _ = problem.fit(train_y, sample_weights=~val, l2=l2, init=params, tol=10 * tol,
-                               **fit_kwargs)
+    params, _, _ = problem.fit(train_y, sample_weights=~val, l2=l2, init=params, tol=10 * tol, **fit_kwargs)
     val_top1_by_l2[l2] = _accuracy(params, train_x[val], train_y[val])
     solutions[l2] = params
   # Ties go to the stronger regularisation, the safer choice.
   best_l2 = max(val_top1_by_l2, key=lambda l2: (val_top1_by_l2[l2], l2))
   if len(val_top1_by_l2) > 1 and best_l2 in (min(val_top1_by_l2), max(val_top1_by_l2)):
-    warnings.warn(f"linear_probe chose l2={best_l2:g}, an end of l2_grid; the optimum may lie "
-                  "beyond it, so consider extending the grid.", stacklevel=2)
-  params, loss, iters = problem.fit(train_y, l2=best_l2, init=solutions[best_l2], tol=tol,
-                                    **fit_kwargs)
-  return {"top1": _accuracy(params, test_x, test_y), "l2": best_l2,
-          "val_top1": val_top1_by_l2[best_l2], "val_top1_by_l2": val_top1_by_l2,
-          "train_top1": _accuracy(params, train_x, train_y), "loss": loss, "iters": iters}
+    warnings.warn(
+      f"linear_probe chose l2={best_l2:g}, an end of l2_grid; the optimum may lie "
+      "beyond it, so consider extending the grid.",
+      stacklevel=2,
+    )
+  params, loss, iters = problem.fit(train_y, l2=best_l2, init=solutions[best_l2], tol=tol, **fit_kwargs)
+  return {
+    "top1": _accuracy(params, test_x, test_y),
+    "l2": best_l2,
+    "val_top1": val_top1_by_l2[best_l2],
+    "val_top1_by_l2": val_top1_by_l2,
+    "train_top1": _accuracy(params, train_x, train_y),
+    "loss": loss,
+    "iters": iters,
+  }

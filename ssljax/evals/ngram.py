@@ -34,6 +34,7 @@ Example:
   >>> model = fit_kneser_ney(train_ids, order=4, vocab_size=len(vocab))
   >>> perplexity(model, valid_ids)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FALLBACK_DISCOUNTS", "KneserNey", "conditional_distribution", "fit_kneser_ney",
-           "log_prob", "perplexity", "token_log_probs"]
+__all__ = [
+  "FALLBACK_DISCOUNTS",
+  "KneserNey",
+  "conditional_distribution",
+  "fit_kneser_ney",
+  "log_prob",
+  "perplexity",
+  "token_log_probs",
+]
 
 # Used for an order whose count-of-counts give no valid closed-form discounts (KenLM's default).
 FALLBACK_DISCOUNTS: tuple[float, float, float] = (0.5, 1.0, 1.5)
@@ -59,6 +67,7 @@ class KneserNey:
   + last symbol, the context id being that of the k-gram's first k - 1 symbols at order k - 1
   (0 at order 1). Id 0 is always <s>^k, which is never predicted and so has count 0.
   """
+
   order: int
   vocab_size: int
   discounts: np.ndarray  # (order, 3) float64: D1, D2, D3+ of orders 1..order
@@ -76,22 +85,24 @@ class KneserNey:
 def _check_order_and_vocab(order: int, vocab_size: int) -> None:
   if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
     raise ValueError(f"order must be an integer >= 1, got {order!r}.")
-  if (isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer))
-      or not 1 <= vocab_size <= _MAX_POSITIONS - 2):
-    raise ValueError(f"vocab_size must be an integer in [1, {_MAX_POSITIONS - 2}], got "
-                     f"{vocab_size!r}.")
+  if (
+    isinstance(vocab_size, bool)
+    or not isinstance(vocab_size, (int, np.integer))
+    or not 1 <= vocab_size <= _MAX_POSITIONS - 2
+  ):
+    raise ValueError(f"vocab_size must be an integer in [1, {_MAX_POSITIONS - 2}], got {vocab_size!r}.")
 
 
-def _symbol_stream(sequences: Sequence[np.ndarray], vocab_size: int,
-                   name: str) -> tuple[np.ndarray, np.ndarray]:
+def _symbol_stream(sequences: Sequence[np.ndarray], vocab_size: int, name: str) -> tuple[np.ndarray, np.ndarray]:
   """All sequences as one int32 symbol stream, each followed by </s>, and the start of each.
 
   <s> padding is not stored: a position at a sequence start takes context id 0, which is <s>^k
   at every order k, so the model sees the same n-grams as with order - 1 explicit <s>.
   """
   if isinstance(sequences, np.ndarray) and sequences.ndim == 1:
-    raise ValueError(f"{name} must be a list of 1-D token id arrays, got one 1-D array; wrap it in "
-                     "a list if it is one sequence.")
+    raise ValueError(
+      f"{name} must be a list of 1-D token id arrays, got one 1-D array; wrap it in a list if it is one sequence."
+    )
   seqs = [np.asarray(s) for s in sequences]
   if not seqs:
     raise ValueError(f"{name} is empty: need at least one sequence of token ids.")
@@ -102,8 +113,10 @@ def _symbol_stream(sequences: Sequence[np.ndarray], vocab_size: int,
       raise ValueError(f"{name}[{i}] must hold integer token ids, got dtype {s.dtype}.")
   lengths = np.fromiter((s.size for s in seqs), np.int64, len(seqs))
   if lengths.sum() + len(seqs) > _MAX_POSITIONS:
-    raise ValueError(f"{name} holds {lengths.sum() + len(seqs)} predictions (tokens and </s>), more "
-                     f"than the {_MAX_POSITIONS} that int32 n-gram ids allow.")
+    raise ValueError(
+      f"{name} holds {lengths.sum() + len(seqs)} predictions (tokens and </s>), more "
+      f"than the {_MAX_POSITIONS} that int32 n-gram ids allow."
+    )
   flat = np.concatenate([s for s in seqs if s.size]) if lengths.any() else np.zeros(0, np.int64)
   if flat.size:
     lo, hi = flat.min(), flat.max()
@@ -111,8 +124,7 @@ def _symbol_stream(sequences: Sequence[np.ndarray], vocab_size: int,
       where = int(np.flatnonzero((flat < 0) | (flat >= vocab_size))[0])
       seq = int(np.searchsorted(np.cumsum(lengths), where, side="right"))
       pos = where - int(lengths[:seq].sum())
-      raise ValueError(f"{name}[{seq}][{pos}] is token id {flat[where]}, outside [0, vocab_size="
-                       f"{vocab_size}).")
+      raise ValueError(f"{name}[{seq}][{pos}] is token id {flat[where]}, outside [0, vocab_size={vocab_size}).")
   ends = np.cumsum(lengths + 1) - 1  # where each </s> goes
   starts = ends - lengths
   sym = np.empty(int(ends[-1]) + 1, np.int32)
@@ -125,8 +137,7 @@ def _symbol_stream(sequences: Sequence[np.ndarray], vocab_size: int,
   return sym, starts
 
 
-def _context_keys(prev_ids: np.ndarray, sym: np.ndarray, starts: np.ndarray,
-                  radix: int) -> np.ndarray:
+def _context_keys(prev_ids: np.ndarray, sym: np.ndarray, starts: np.ndarray, radix: int) -> np.ndarray:
   """int64 key of the k-gram ending at each position, from the (k-1)-gram ids `prev_ids` (any
   negative id, unknown, gives a negative key that matches nothing)."""
   key = np.empty(sym.size, np.int64)
@@ -151,7 +162,7 @@ def _rank(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     key <<= pos_bits
     chunk = 1 << 22
     for i in range(0, n, chunk):
-      key[i:i + chunk] |= np.arange(i, min(i + chunk, n), dtype=np.int64)
+      key[i : i + chunk] |= np.arange(i, min(i + chunk, n), dtype=np.int64)
     key.sort()
     perm = key & ((1 << pos_bits) - 1)
     key >>= pos_bits
@@ -185,24 +196,26 @@ def _estimate_discounts(n: np.ndarray) -> np.ndarray:
   return np.array(FALLBACK_DISCOUNTS, np.float64)
 
 
-def _check_discounts(discounts: Sequence[float] | np.ndarray | None,
-                     order: int) -> np.ndarray | None:
+def _check_discounts(discounts: Sequence[float] | np.ndarray | None, order: int) -> np.ndarray | None:
   if discounts is None:
     return None
   d = np.asarray(discounts, np.float64)
   if d.shape not in ((3,), (order, 3)):
-    raise ValueError(f"discounts must have shape (3,) or (order, 3) = ({order}, 3), got shape "
-                     f"{d.shape}.")
+    raise ValueError(f"discounts must have shape (3,) or (order, 3) = ({order}, 3), got shape {d.shape}.")
   d = np.broadcast_to(d, (order, 3)).copy()
   # D_r <= r keeps every count's discounted mass >= 0, so each distribution still sums to 1.
   if not np.all((d >= 0) & (d <= (1, 2, 3))):
-    raise ValueError(f"discounts must satisfy 0 <= D1 <= 1, 0 <= D2 <= 2, 0 <= D3+ <= 3, got "
-                     f"{d.tolist()}.")
+    raise ValueError(f"discounts must satisfy 0 <= D1 <= 1, 0 <= D2 <= 2, 0 <= D3+ <= 3, got {d.tolist()}.")
   return d
 
 
-def fit_kneser_ney(sequences: Sequence[np.ndarray], *, order: int = 3, vocab_size: int,
-                   discounts: Sequence[float] | np.ndarray | None = None) -> KneserNey:
+def fit_kneser_ney(
+  sequences: Sequence[np.ndarray],
+  *,
+  order: int = 3,
+  vocab_size: int,
+  discounts: Sequence[float] | np.ndarray | None = None,
+) -> KneserNey:
   """Counts n-grams of `sequences` and returns the interpolated modified Kneser-Ney model.
 
   Args:
@@ -256,9 +269,15 @@ def fit_kneser_ney(sequences: Sequence[np.ndarray], *, order: int = 3, vocab_siz
     backoffs.append(np.bincount(context, weights=discount_of, minlength=num_contexts))
     del context, discount_of
   d_all.setflags(write=False)
-  return KneserNey(order=order, vocab_size=vocab_size, discounts=d_all, keys=tuple(keys),
-                   counts=tuple(counts), context_totals=tuple(totals),
-                   context_backoffs=tuple(backoffs))
+  return KneserNey(
+    order=order,
+    vocab_size=vocab_size,
+    discounts=d_all,
+    keys=tuple(keys),
+    counts=tuple(counts),
+    context_totals=tuple(totals),
+    context_backoffs=tuple(backoffs),
+  )
 
 
 def _lookup(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -288,8 +307,7 @@ def _stream_probs(model: KneserNey, sym: np.ndarray, starts: np.ndarray) -> np.n
     backoff = model.context_backoffs[k][safe]
     discount = np.concatenate([[0.0], model.discounts[k]])[np.minimum(c, 3)]
     seen = total > 0
-    p = np.where(seen, (np.maximum(c - discount, 0.0) + backoff * p) / np.where(seen, total, 1.0),
-                 p)
+    p = np.where(seen, (np.maximum(c - discount, 0.0) + backoff * p) / np.where(seen, total, 1.0), p)
     prev = ids
   return p
 
@@ -329,20 +347,19 @@ def conditional_distribution(model: KneserNey, context: Sequence[int] | np.ndarr
   context = np.asarray(context)
   if context.ndim != 1:
     raise ValueError(f"context must be a 1-D array of token ids, got shape {context.shape}.")
-  tail = context[max(context.size - (model.order - 1), 0):]
+  tail = context[max(context.size - (model.order - 1), 0) :]
   if tail.size and not np.issubdtype(tail.dtype, np.integer):
     raise ValueError(f"context must hold integer token ids, got dtype {tail.dtype}.")
   bad = (tail < 0) | (tail >= model.vocab_size)
   if bad.any():
-    raise ValueError(f"context holds token id {tail[bad][0]}, outside [0, vocab_size="
-                     f"{model.vocab_size}).")
+    raise ValueError(f"context holds token id {tail[bad][0]}, outside [0, vocab_size={model.vocab_size}).")
   # One row per outcome: the context tail then the outcome, each row a sequence of its own.
   outcomes = model.vocab_size + 1
   rows = np.empty((outcomes, tail.size + 1), np.int32)
   rows[:, :-1] = tail + 1
   rows[:, -1] = np.arange(1, outcomes + 1)  # symbols of tokens 0..V-1, then </s>
   starts = np.arange(outcomes, dtype=np.int64) * (tail.size + 1)
-  return _stream_probs(model, rows.ravel(), starts)[tail.size::tail.size + 1]
+  return _stream_probs(model, rows.ravel(), starts)[tail.size :: tail.size + 1]
 
 
 def _check_model(model: object) -> None:

@@ -8,6 +8,7 @@ Example:
   >>> idx, _ = nearest_neighbors(test_feats[:8], train_feats, k=8)
   >>> neighbors_plot(test_images[:8], {"SimCLR": train_images[idx]}, "nn.png")
 """
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,9 @@ def _save(fig: plt.Figure, path) -> tuple[str, np.ndarray]:
   return os.fspath(path), np.round(image * 255).astype(np.uint8)
 
 
-def tsne_plot(features, labels, path, *, class_names=None, title: str = "",
-              max_points: int = 2000, seed: int = 0) -> tuple[str, np.ndarray]:
+def tsne_plot(
+  features, labels, path, *, class_names=None, title: str = "", max_points: int = 2000, seed: int = 0
+) -> tuple[str, np.ndarray]:
   """2-D t-SNE map of features, one colour per class.
 
   Args:
@@ -70,8 +72,9 @@ def tsne_plot(features, labels, path, *, class_names=None, title: str = "",
   if len(features) > max_points:
     keep = np.sort(rng.choice(len(features), max_points, replace=False))
     features, labels = features[keep], labels[keep]
-  tsne = TSNE(n_components=2, init="pca", random_state=seed,
-              perplexity=min(30.0, len(features) - 1.0))  # sklearn needs perplexity < N
+  tsne = TSNE(
+    n_components=2, init="pca", random_state=seed, perplexity=min(30.0, len(features) - 1.0)
+  )  # sklearn needs perplexity < N
   # One OpenMP thread: the Barnes-Hut steps are too short to amortise thread wake-ups, and the
   # threads spin against JAX's for the same cores. On 2 shared cores, 2000 points took 14 s
   # this way against 32 s with two threads (100 points: 0.4 s against 6 s).
@@ -91,8 +94,14 @@ def tsne_plot(features, labels, path, *, class_names=None, title: str = "",
   if title:
     ax.set_title(title)
   if len(classes) <= _MAX_LEGEND_CLASSES:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=3,
-              fontsize=9, ncols=1 if len(classes) <= 12 else 2)
+    ax.legend(
+      loc="upper left",
+      bbox_to_anchor=(1.01, 1.0),
+      frameon=False,
+      markerscale=3,
+      fontsize=9,
+      ncols=1 if len(classes) <= 12 else 2,
+    )
   return _save(fig, path)
 
 
@@ -105,8 +114,7 @@ def _to_display(images: np.ndarray) -> np.ndarray:
 
 
 def _show(ax: plt.Axes, image: np.ndarray, border: str | None) -> None:
-  ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
-            interpolation="nearest")
+  ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
   # Ticks off but spines kept, so a spine can serve as the border.
   ax.set_xticks([])
   ax.set_yticks([])
@@ -144,9 +152,15 @@ def side_by_side(columns: dict, path, *, title: str = "") -> tuple[str, np.ndarr
   return _save(fig, path)
 
 
-def neighbors_plot(query_images, neighbor_images_by_name: dict, path, *, title: str = "",
-                   query_labels=None, neighbor_labels_by_name: dict | None = None
-                   ) -> tuple[str, np.ndarray]:
+def neighbors_plot(
+  query_images,
+  neighbor_images_by_name: dict,
+  path,
+  *,
+  title: str = "",
+  query_labels=None,
+  neighbor_labels_by_name: dict | None = None,
+) -> tuple[str, np.ndarray]:
   """Grid of query images and their nearest training images, one block of rows per encoder.
 
   Args:
@@ -171,22 +185,24 @@ def neighbors_plot(query_images, neighbor_images_by_name: dict, path, *, title: 
   num_neighbors = next(iter(neighbors.values())).shape[1]
   for name, n in neighbors.items():
     if n.shape != (num_queries, num_neighbors, *queries.shape[1:]):
-      raise ValueError(f"neighbor_images_by_name[{name!r}] must have shape "
-                       f"{(num_queries, num_neighbors, *queries.shape[1:])}, got {n.shape}.")
+      raise ValueError(
+        f"neighbor_images_by_name[{name!r}] must have shape "
+        f"{(num_queries, num_neighbors, *queries.shape[1:])}, got {n.shape}."
+      )
   mark_errors = query_labels is not None and neighbor_labels_by_name is not None
   if mark_errors:
     query_labels = np.asarray(query_labels)
     neighbor_labels_by_name = {k: np.asarray(v) for k, v in neighbor_labels_by_name.items()}
 
   cell = 1.0  # inches per image
-  fig = plt.figure(figsize=(cell * (num_neighbors + 1),
-                            (cell * num_queries + 0.4) * len(neighbors) + (0.4 if title else 0)))
+  fig = plt.figure(
+    figsize=(cell * (num_neighbors + 1), (cell * num_queries + 0.4) * len(neighbors) + (0.4 if title else 0))
+  )
   blocks = np.atleast_1d(fig.subfigures(len(neighbors), 1))
   queries = _to_display(queries)
   for block, (name, images) in zip(blocks, neighbors.items()):
     block.suptitle(name, fontsize=11, fontweight="bold")
-    axes = block.subplots(num_queries, num_neighbors + 1, squeeze=False,
-                          gridspec_kw=dict(wspace=0.08, hspace=0.08))
+    axes = block.subplots(num_queries, num_neighbors + 1, squeeze=False, gridspec_kw=dict(wspace=0.08, hspace=0.08))
     images = _to_display(images)
     for q in range(num_queries):
       _show(axes[q, 0], queries[q], border=None)

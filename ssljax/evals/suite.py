@@ -46,12 +46,14 @@ def _fraction_name(fraction: float) -> str:
 def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config) -> dict:
   """kNN and linear-probe top-1 at each label fraction, under the names eval.json uses."""
   e = config.evals
-  out = {"knn/top1": knn.knn_top1(train_x, train_y, test_x, test_y, num_classes=num_classes, k=e.knn_k,
-                                  temperature=e.knn_temperature)}
+  out = {
+    "knn/top1": knn.knn_top1(
+      train_x, train_y, test_x, test_y, num_classes=num_classes, k=e.knn_k, temperature=e.knn_temperature
+    )
+  }
   for fraction in e.label_fractions:
     idx = linear.label_fraction_indices(train_y, fraction, seed=config.seed)
-    result = linear.linear_probe(train_x[idx], train_y[idx], test_x, test_y, num_classes=num_classes,
-                                 seed=config.seed)
+    result = linear.linear_probe(train_x[idx], train_y[idx], test_x, test_y, num_classes=num_classes, seed=config.seed)
     out[f"{_fraction_name(fraction)}/top1"] = float(result["top1"])
   return out
 
@@ -61,8 +63,10 @@ def eval_data(config, train_data) -> tuple[image_data.ImageSplit, image_data.Ima
   training data and its `data.eval_split`."""
   d = config.evals.get("data")
   if d is not None and d.get("name"):
-    return (image_data.load_split(d, d.train_split, d.max_train_examples),
-            image_data.load_split(d, d.eval_split, d.max_eval_examples))
+    return (
+      image_data.load_split(d, d.train_split, d.max_train_examples),
+      image_data.load_split(d, d.eval_split, d.max_eval_examples),
+    )
   test = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
   limit = config.evals.get("max_train_examples", 0)
   if not isinstance(train_data, image_data.ImageSplit):  # streamed: the probes read the first labelled examples
@@ -72,13 +76,28 @@ def eval_data(config, train_data) -> tuple[image_data.ImageSplit, image_data.Ima
   return train_data, test
 
 
-def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_data, initial_state=None,
-             writer=None, step: int = 0) -> dict:
+def evaluate(
+  config,
+  *,
+  workdir: str,
+  mesh,
+  method,
+  params,
+  method_state,
+  train_data,
+  initial_state=None,
+  writer=None,
+  step: int = 0,
+) -> dict:
   """Runs the suite; `initial_state()` gives the run's state at step 0 (for the random-init baseline)."""
   train_data, eval_split = eval_data(config, train_data)
   num_classes = max(train_data.num_classes, eval_split.num_classes)
-  features = {"": (embed_split(method, params, method_state, train_data, config, mesh),
-                   embed_split(method, params, method_state, eval_split, config, mesh))}
+  features = {
+    "": (
+      embed_split(method, params, method_state, train_data, config, mesh),
+      embed_split(method, params, method_state, eval_split, config, mesh),
+    )
+  }
   for baseline in config.evals.baselines:
     if baseline == "raw_pixels":
       flat = lambda s: s.images.reshape(len(s.images), -1).astype(np.float32) / 255.0
@@ -87,8 +106,10 @@ def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_
       # The run's own starting point: same architecture, same seed, same readout.
       start = initial_state()
       p0, s0 = start.params, start.method_state
-      features["baseline/random_init/"] = (embed_split(method, p0, s0, train_data, config, mesh),
-                                           embed_split(method, p0, s0, eval_split, config, mesh))
+      features["baseline/random_init/"] = (
+        embed_split(method, p0, s0, train_data, config, mesh),
+        embed_split(method, p0, s0, eval_split, config, mesh),
+      )
     else:
       raise ConfigError(f"evals.baselines: unknown baseline '{baseline}' (known: raw_pixels, random_init)")
 
@@ -98,11 +119,19 @@ def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_
     if "random_init" in config.evals.baselines:
       start = initial_state()
       starts["baseline/random_init/"] = (start.params, start.method_state)
-    results.update(finetune_scores(config, method=method, starts=starts, train_split=train_data,
-                                   eval_split=eval_split, num_classes=num_classes, mesh=mesh))
+    results.update(
+      finetune_scores(
+        config,
+        method=method,
+        starts=starts,
+        train_split=train_data,
+        eval_split=eval_split,
+        num_classes=num_classes,
+        mesh=mesh,
+      )
+    )
   for prefix, (train_x, test_x) in features.items():
-    scores = probe_scores(train_x, train_data.labels, test_x, eval_split.labels, num_classes=num_classes,
-                          config=config)
+    scores = probe_scores(train_x, train_data.labels, test_x, eval_split.labels, num_classes=num_classes, config=config)
     results.update({prefix + k: v for k, v in scores.items()})
     print(f"eval {prefix or 'trained/'}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
 
@@ -113,6 +142,7 @@ def evaluate(config, *, workdir: str, mesh, method, params, method_state, train_
 
 class EncoderClassifier(nn.Module):
   """A vision method's encoder with a new linear head on its global feature (`pre_logits`)."""
+
   encoder: nn.Module
   num_classes: int
 
@@ -140,29 +170,44 @@ def finetune_scores(config, *, method, starts: dict, train_split, eval_split, nu
   for fraction in e.label_fractions:
     idx = linear.label_fraction_indices(train_split.labels, fraction, seed=config.seed)
     name = finetune.fraction_name(fraction)
-    steps = int(np.clip(e.finetune_epochs * len(idx) / e.finetune_batch_size, e.finetune_min_steps,
-                        e.finetune_max_steps))
+    steps = int(
+      np.clip(e.finetune_epochs * len(idx) / e.finetune_batch_size, e.finetune_min_steps, e.finetune_max_steps)
+    )
     for prefix, (params, method_state) in starts.items():
       # The pre-trained (or initial) encoder, its BatchNorm statistics if it has any, and a fresh head.
       p = {"encoder": params["encoder"], "head": fresh["params"]["head"]}
       state = {}
       if "batch_stats" in fresh:
         state = {"batch_stats": {"encoder": method_state["batch_stats"]["encoder"]}}
-      out = finetune.finetune_top1(params=p, state=state, apply=apply, train_x={"image": train_split.images[idx]},
-                                   train_y=train_split.labels[idx], test_x={"image": eval_split.images},
-                                   test_y=eval_split.labels, steps=steps, batch_size=e.finetune_batch_size,
-                                   learning_rate=e.finetune_learning_rate, seed=config.seed, mesh=mesh)
+      out = finetune.finetune_top1(
+        params=p,
+        state=state,
+        apply=apply,
+        train_x={"image": train_split.images[idx]},
+        train_y=train_split.labels[idx],
+        test_x={"image": eval_split.images},
+        test_y=eval_split.labels,
+        steps=steps,
+        batch_size=e.finetune_batch_size,
+        learning_rate=e.finetune_learning_rate,
+        seed=config.seed,
+        mesh=mesh,
+      )
       results[f"{prefix}{name}/top1"] = out["top1"]
-      print(f"eval {prefix or 'trained/'}{name}: top1 {out['top1']:.4f} ({len(idx)} labels, {steps} steps)",
-            flush=True)
+      print(f"eval {prefix or 'trained/'}{name}: top1 {out['top1']:.4f} ({len(idx)} labels, {steps} steps)", flush=True)
   return results
 
 
 def _pictures(config, workdir, features, train_split, eval_split, writer, step) -> None:
   train_x, test_x = features[""]
-  _, tsne = plots.tsne_plot(test_x, eval_split.labels, os.path.join(workdir, "tsne.png"),
-                            class_names=eval_split.class_names, title=f"{config.method}: test-set embeddings",
-                            seed=config.seed)
+  _, tsne = plots.tsne_plot(
+    test_x,
+    eval_split.labels,
+    os.path.join(workdir, "tsne.png"),
+    class_names=eval_split.class_names,
+    title=f"{config.method}: test-set embeddings",
+    seed=config.seed,
+  )
   queries = np.random.default_rng(config.seed).choice(len(eval_split.labels), size=8, replace=False)
   names = {"": config.method, "baseline/random_init/": "random init"}
   neighbor_images, neighbor_labels = {}, {}
@@ -173,9 +218,14 @@ def _pictures(config, workdir, features, train_split, eval_split, writer, step) 
       idx = np.asarray(idx)
       neighbor_images[title] = train_split.images[idx]
       neighbor_labels[title] = train_split.labels[idx]
-  _, grid = plots.neighbors_plot(eval_split.images[queries], neighbor_images, os.path.join(workdir, "neighbors.png"),
-                                 title="test images and their nearest training images",
-                                 query_labels=eval_split.labels[queries], neighbor_labels_by_name=neighbor_labels)
+  _, grid = plots.neighbors_plot(
+    eval_split.images[queries],
+    neighbor_images,
+    os.path.join(workdir, "neighbors.png"),
+    title="test images and their nearest training images",
+    query_labels=eval_split.labels[queries],
+    neighbor_labels_by_name=neighbor_labels,
+  )
   if writer is not None:
     writer.write_image(step, "tsne", tsne)
     writer.write_image(step, "neighbors", grid)

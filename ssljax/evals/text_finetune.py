@@ -21,8 +21,9 @@ from ssljax.models.transformer import BertClassifier
 BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
-def classification_rows(docs: lm.TokenizedDocs, *, per_class: int, min_tokens: int, max_len: int,
-                        seed: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def classification_rows(
+  docs: lm.TokenizedDocs, *, per_class: int, min_tokens: int, max_len: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
   """Balanced paragraphs as rows [CLS] paragraph [SEP] [PAD]... (truncated to max_len), their source labels,
   and the ids each row holds (for the bag of words, which must see the same text as the encoder)."""
   rng = np.random.default_rng(seed)
@@ -35,9 +36,9 @@ def classification_rows(docs: lm.TokenizedDocs, *, per_class: int, min_tokens: i
   rows = np.full((len(chosen), max_len), wordpiece.PAD_ID, np.int32)
   paragraphs = []
   for r, i in enumerate(chosen):
-    body = docs.paragraph(i)[:max_len - 2]
+    body = docs.paragraph(i)[: max_len - 2]
     paragraphs.append(body)
-    rows[r, :len(body) + 2] = np.concatenate([[wordpiece.CLS_ID], body, [wordpiece.SEP_ID]])
+    rows[r, : len(body) + 2] = np.concatenate([[wordpiece.CLS_ID], body, [wordpiece.SEP_ID]])
   return rows, docs.source[chosen].astype(np.int32), paragraphs
 
 
@@ -70,20 +71,29 @@ def evaluate(config, *, workdir: str, mesh, params, corpus: lm.TokenizedCorpus, 
   e = config.evals
   vocab = corpus.tokenizer.vocab_size
   max_len = min(e.finetune_max_len, config.data.max_len)
-  train_x, train_y, train_ids = classification_rows(corpus.train, per_class=e.finetune_per_class,
-                                                    min_tokens=e.finetune_min_tokens, max_len=max_len,
-                                                    seed=config.seed)
-  test_x, test_y, test_ids = classification_rows(corpus.valid, per_class=e.finetune_test_per_class,
-                                                 min_tokens=e.finetune_min_tokens, max_len=max_len,
-                                                 seed=config.seed + 1)
+  train_x, train_y, train_ids = classification_rows(
+    corpus.train, per_class=e.finetune_per_class, min_tokens=e.finetune_min_tokens, max_len=max_len, seed=config.seed
+  )
+  test_x, test_y, test_ids = classification_rows(
+    corpus.valid,
+    per_class=e.finetune_test_per_class,
+    min_tokens=e.finetune_min_tokens,
+    max_len=max_len,
+    seed=config.seed + 1,
+  )
   num_classes = len(corpus.train.sources)
-  print(f"fine-tuning task: {num_classes} sources, {len(train_y)} train / {len(test_y)} test paragraphs",
-        flush=True)
+  print(f"fine-tuning task: {num_classes} sources, {len(train_y)} train / {len(test_y)} test paragraphs", flush=True)
   classifier = BertClassifier(num_classes, build_encoder(config, vocab), dropout=config.bert.dropout)
 
   def apply(p, state, batch, *, train, rng):
-    logits, _ = classifier.apply({"params": p}, batch["tokens"], None, batch["tokens"] != wordpiece.PAD_ID,
-                                 train=train, rngs={"dropout": rng} if train else {})
+    logits, _ = classifier.apply(
+      {"params": p},
+      batch["tokens"],
+      None,
+      batch["tokens"] != wordpiece.PAD_ID,
+      train=train,
+      rngs={"dropout": rng} if train else {},
+    )
     return logits, state
 
   fresh = classifier.init(jax.random.PRNGKey(config.seed + 11), train_x[:2], train=False)["params"]
@@ -94,14 +104,27 @@ def evaluate(config, *, workdir: str, mesh, params, corpus: lm.TokenizedCorpus, 
     name = finetune.fraction_name(fraction)
     steps = max(e.finetune_min_steps, int(e.finetune_epochs * len(idx) / e.finetune_batch_size))
     for prefix, start in starts.items():
-      out = finetune.finetune_top1(params=start, apply=apply, train_x={"tokens": train_x[idx]},
-                                   train_y=train_y[idx], test_x={"tokens": test_x}, test_y=test_y, steps=steps,
-                                   batch_size=e.finetune_batch_size, learning_rate=e.finetune_learning_rate,
-                                   seed=config.seed, mesh=mesh, prepare=trim_to_bucket)
+      out = finetune.finetune_top1(
+        params=start,
+        apply=apply,
+        train_x={"tokens": train_x[idx]},
+        train_y=train_y[idx],
+        test_x={"tokens": test_x},
+        test_y=test_y,
+        steps=steps,
+        batch_size=e.finetune_batch_size,
+        learning_rate=e.finetune_learning_rate,
+        seed=config.seed,
+        mesh=mesh,
+        prepare=trim_to_bucket,
+      )
       results[f"{prefix}{name}/top1"] = out["top1"]
-    results[f"baseline/bow/{name}/top1"] = bag_of_words_top1([train_ids[i] for i in idx], train_y[idx], test_ids,
-                                                             test_y, vocab_size=vocab, seed=config.seed)
-    print(f"  {name} ({len(idx)} labels, {steps} steps): pre-trained {results[f'{name}/top1']:.4f}, scratch "
-          f"{results[f'baseline/scratch/{name}/top1']:.4f}, bag of words {results[f'baseline/bow/{name}/top1']:.4f}",
-          flush=True)
+    results[f"baseline/bow/{name}/top1"] = bag_of_words_top1(
+      [train_ids[i] for i in idx], train_y[idx], test_ids, test_y, vocab_size=vocab, seed=config.seed
+    )
+    print(
+      f"  {name} ({len(idx)} labels, {steps} steps): pre-trained {results[f'{name}/top1']:.4f}, scratch "
+      f"{results[f'baseline/scratch/{name}/top1']:.4f}, bag of words {results[f'baseline/bow/{name}/top1']:.4f}",
+      flush=True,
+    )
   return results

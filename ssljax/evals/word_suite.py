@@ -28,18 +28,27 @@ def evaluate(config, *, workdir: str, vectors: np.ndarray, words, writer=None, s
     text.write_word2vec_format(os.path.join(workdir, "vectors.txt"), words, vectors, binary=False)
     text.write_word2vec_format(os.path.join(workdir, "vectors.bin"), words, vectors, binary=True)
 
-  analogy = word_evals.analogy_accuracy(vectors, words, _existing(e.analogies, "analogies"),
-                                        restrict_vocab=e.restrict_vocab, batch_size=256)
-  results = {"analogy/total": analogy["total"], "analogy/semantic": analogy["semantic"],
-             "analogy/syntactic": analogy["syntactic"]}
-  print(f"analogies: {analogy['correct']}/{analogy['questions']} correct, {analogy['oov_questions']} questions "
-        f"out of the {e.restrict_vocab} most frequent words, {analogy['malformed_lines']} malformed lines skipped",
-        flush=True)
+  analogy = word_evals.analogy_accuracy(
+    vectors, words, _existing(e.analogies, "analogies"), restrict_vocab=e.restrict_vocab, batch_size=256
+  )
+  results = {
+    "analogy/total": analogy["total"],
+    "analogy/semantic": analogy["semantic"],
+    "analogy/syntactic": analogy["syntactic"],
+  }
+  print(
+    f"analogies: {analogy['correct']}/{analogy['questions']} correct, {analogy['oov_questions']} questions "
+    f"out of the {e.restrict_vocab} most frequent words, {analogy['malformed_lines']} malformed lines skipped",
+    flush=True,
+  )
   for key in ("wordsim353", "simlex999"):
     sim = word_evals.similarity_spearman(vectors, words, _existing(e[key], key))
     results[f"{key}/spearman"] = sim["spearman"]
-    print(f"{key}: {sim['pairs']} pairs, {sim['oov_pairs']} with unknown words, "
-          f"{sim['malformed_lines']} malformed lines skipped", flush=True)
+    print(
+      f"{key}: {sim['pairs']} pairs, {sim['oov_pairs']} with unknown words, "
+      f"{sim['malformed_lines']} malformed lines skipped",
+      flush=True,
+    )
   pos = word_evals.pos_probe(vectors, words, _existing(e.pos, "pos"), seed=config.seed)
   results["pos_probe/top1"] = pos["top1"]
   results["pos_probe/majority_baseline"] = pos["majority_baseline"]
@@ -48,8 +57,9 @@ def evaluate(config, *, workdir: str, vectors: np.ndarray, words, writer=None, s
     print(f"  {word}: " + ", ".join(f"{w} {s:.2f}" for w, s in neighbours), flush=True)
   if e.plots and is_main:
     try:
-      _, image = word_evals.words_pca_plot(vectors, words, os.path.join(workdir, "words_pca.png"),
-                                           title=f"{config.method}: countries and capitals (PCA)")
+      _, image = word_evals.words_pca_plot(
+        vectors, words, os.path.join(workdir, "words_pca.png"), title=f"{config.method}: countries and capitals (PCA)"
+      )
       if writer is not None:
         writer.write_image(step, "words_pca", image)
     except ValueError as err:  # a corpus without the words: say so, keep the numbers

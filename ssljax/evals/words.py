@@ -17,6 +17,7 @@ Example:
   >>> result = analogy_accuracy(vectors, words, "questions-words.txt", restrict_vocab=30000)
   >>> result["total"], result["semantic"], result["syntactic"]
 """
+
 from __future__ import annotations
 
 import os
@@ -32,23 +33,40 @@ from scipy import stats  # noqa: E402
 from ssljax.evals.linear import linear_probe  # noqa: E402
 from ssljax.evals.plots import _save  # noqa: E402
 
-__all__ = ["COUNTRY_CAPITAL_PAIRS", "analogy_accuracy", "nearest_neighbors", "pos_probe",
-           "read_analogies", "read_pos_labels", "read_word_pairs", "similarity_spearman",
-           "words_pca_plot"]
+__all__ = [
+  "COUNTRY_CAPITAL_PAIRS",
+  "analogy_accuracy",
+  "nearest_neighbors",
+  "pos_probe",
+  "read_analogies",
+  "read_pos_labels",
+  "read_word_pairs",
+  "similarity_spearman",
+  "words_pca_plot",
+]
 
 # Mikolov et al. 2013 (arXiv:1310.4546) Fig. 2 shows these kinds of pairs; all are in the
 # capital-common-countries section of questions-words.txt.
 COUNTRY_CAPITAL_PAIRS: tuple[tuple[str, str], ...] = (
-    ("china", "beijing"), ("japan", "tokyo"), ("france", "paris"), ("russia", "moscow"),
-    ("italy", "rome"), ("germany", "berlin"), ("spain", "madrid"), ("greece", "athens"),
-    ("turkey", "ankara"), ("poland", "warsaw"), ("portugal", "lisbon"), ("egypt", "cairo"))
+  ("china", "beijing"),
+  ("japan", "tokyo"),
+  ("france", "paris"),
+  ("russia", "moscow"),
+  ("italy", "rome"),
+  ("germany", "berlin"),
+  ("spain", "madrid"),
+  ("greece", "athens"),
+  ("turkey", "ankara"),
+  ("poland", "warsaw"),
+  ("portugal", "lisbon"),
+  ("egypt", "cairo"),
+)
 
 
 def _check_vectors(vectors, words) -> tuple[np.ndarray, list[str]]:
   vectors, words = np.asarray(vectors, np.float32), list(words)
   if vectors.ndim != 2 or len(vectors) != len(words):
-    raise ValueError(f"Need (V, D) vectors and V words; got vectors of shape {vectors.shape} and "
-                     f"{len(words)} words.")
+    raise ValueError(f"Need (V, D) vectors and V words; got vectors of shape {vectors.shape} and {len(words)} words.")
   return vectors, words
 
 
@@ -82,8 +100,7 @@ def _require_file(path, what: str) -> str:
   return path
 
 
-def nearest_neighbors(vectors, words, queries: Sequence[str],
-                      k: int = 10) -> dict[str, list[tuple[str, float]]]:
+def nearest_neighbors(vectors, words, queries: Sequence[str], k: int = 10) -> dict[str, list[tuple[str, float]]]:
   """Cosine nearest neighbours of each query word, the query itself excluded.
 
   Args:
@@ -149,8 +166,7 @@ def read_analogies(path) -> tuple[list[tuple[str, list[tuple[str, str, str, str]
         continue
       sections[-1][1].append(tuple(question))
   if not any(questions for _, questions in sections):
-    raise ValueError(f"{path} holds no analogy question (lines of 4 words after a ': section' "
-                     "header).")
+    raise ValueError(f"{path} holds no analogy question (lines of 4 words after a ': section' header).")
   return sections, malformed
 
 
@@ -188,8 +204,9 @@ def _answer_batch(vectors, unit, norms, group, ia, ib, ic) -> np.ndarray:
   return predicted
 
 
-def analogy_accuracy(vectors, words, path, restrict_vocab: int | None = 30000,
-                     case_insensitive: bool = True, *, batch_size: int = 1024) -> dict:
+def analogy_accuracy(
+  vectors, words, path, restrict_vocab: int | None = 30000, case_insensitive: bool = True, *, batch_size: int = 1024
+) -> dict:
   """Analogy accuracy by 3CosAdd, counted as gensim 4.4.0's `evaluate_word_analogies` counts.
 
   For a question "a b c d" the prediction is the word of the first `restrict_vocab` whose cosine
@@ -215,9 +232,9 @@ def analogy_accuracy(vectors, words, path, restrict_vocab: int | None = 30000,
   vectors, words = _check_vectors(vectors, words)
   sections, malformed = read_analogies(path)
   key = _key_fn(case_insensitive)
-  restricted = vectors[:_limit(restrict_vocab, len(words))]
-  ok_vocab = _first_index(words[:len(restricted)], key)
-  group = np.array([ok_vocab[key(w)] for w in words[:len(restricted)]], np.int64)
+  restricted = vectors[: _limit(restrict_vocab, len(words))]
+  ok_vocab = _first_index(words[: len(restricted)], key)
+  group = np.array([ok_vocab[key(w)] for w in words[: len(restricted)]], np.int64)
 
   ids, section_of, oov = [], [], 0
   for s, (_, questions) in enumerate(sections):
@@ -236,9 +253,9 @@ def analogy_accuracy(vectors, words, path, restrict_vocab: int | None = 30000,
     norms = _row_norms(restricted)
     unit = restricted / norms[:, None]
     for start in range(0, len(ids), batch_size):
-      a, b, c, d = ids[start:start + batch_size].T
+      a, b, c, d = ids[start : start + batch_size].T
       predicted = _answer_batch(restricted, unit, norms, group, a, b, c)
-      correct[start:start + batch_size] = predicted == d
+      correct[start : start + batch_size] = predicted == d
 
   names = [name for name, _ in sections]
   right = np.bincount(section_of[correct], minlength=len(names))
@@ -251,12 +268,16 @@ def analogy_accuracy(vectors, words, path, restrict_vocab: int | None = 30000,
   semantic = [not name.startswith("gram") for name in names]
   sem_right, sem_asked = int(right[semantic].sum()), int(asked[semantic].sum())
   total_right, total_asked = int(right.sum()), int(asked.sum())
-  return {"total": _accuracy(total_right, total_asked),
-          "semantic": _accuracy(sem_right, sem_asked),
-          "syntactic": _accuracy(total_right - sem_right, total_asked - sem_asked),
-          "correct": total_right, "questions": total_asked, "oov_questions": oov,
-          "malformed_lines": malformed,
-          "sections": {name: _accuracy(r, n) for name, (r, n) in by_name.items()}}
+  return {
+    "total": _accuracy(total_right, total_asked),
+    "semantic": _accuracy(sem_right, sem_asked),
+    "syntactic": _accuracy(total_right - sem_right, total_asked - sem_asked),
+    "correct": total_right,
+    "questions": total_asked,
+    "oov_questions": oov,
+    "malformed_lines": malformed,
+    "sections": {name: _accuracy(r, n) for name, (r, n) in by_name.items()},
+  }
 
 
 def read_word_pairs(path, *, delimiter: str = "\t") -> tuple[list[tuple[str, str, float]], int]:
@@ -295,8 +316,9 @@ def read_word_pairs(path, *, delimiter: str = "\t") -> tuple[list[tuple[str, str
   return pairs, malformed
 
 
-def similarity_spearman(vectors, words, path, case_insensitive: bool = True, *,
-                        restrict_vocab: int | None = 300000, delimiter: str = "\t") -> dict:
+def similarity_spearman(
+  vectors, words, path, case_insensitive: bool = True, *, restrict_vocab: int | None = 300000, delimiter: str = "\t"
+) -> dict:
   """Spearman (and Pearson) correlation of cosine similarity with human scores, as gensim's
   `evaluate_word_pairs`.
 
@@ -317,12 +339,19 @@ def similarity_spearman(vectors, words, path, case_insensitive: bool = True, *,
   vectors, words = _check_vectors(vectors, words)
   pairs, malformed = read_word_pairs(path, delimiter=delimiter)
   key = _key_fn(case_insensitive)
-  ok_vocab = _first_index(words[:_limit(restrict_vocab, len(words))], key)
-  known = [(ok_vocab[key(a)], ok_vocab[key(b)], score) for a, b, score in pairs
-           if key(a) in ok_vocab and key(b) in ok_vocab]
+  ok_vocab = _first_index(words[: _limit(restrict_vocab, len(words))], key)
+  known = [
+    (ok_vocab[key(a)], ok_vocab[key(b)], score) for a, b, score in pairs if key(a) in ok_vocab and key(b) in ok_vocab
+  ]
   oov = len(pairs) - len(known)
-  result = {"spearman": float("nan"), "pearson": float("nan"), "pairs": len(known),
-            "oov_pairs": oov, "oov_ratio": 100.0 * oov / len(pairs), "malformed_lines": malformed}
+  result = {
+    "spearman": float("nan"),
+    "pearson": float("nan"),
+    "pairs": len(known),
+    "oov_pairs": oov,
+    "oov_ratio": 100.0 * oov / len(pairs),
+    "malformed_lines": malformed,
+  }
   if len(known) < 2:
     return result
   ia, ib, gold = (np.array(column) for column in zip(*known))
@@ -330,8 +359,7 @@ def similarity_spearman(vectors, words, path, case_insensitive: bool = True, *,
   unit = vectors / _row_norms(vectors)[:, None]
   model = np.einsum("ij,ij->i", unit[ia], unit[ib])
   result["spearman"] = float(stats.spearmanr(gold, model).statistic)
-  result["pearson"] = float(stats.pearsonr(gold.astype(np.float64), model.astype(np.float64))
-                            .statistic)
+  result["pearson"] = float(stats.pearsonr(gold.astype(np.float64), model.astype(np.float64)).statistic)
   return result
 
 
@@ -363,8 +391,7 @@ def read_pos_labels(path) -> dict[str, str]:
   return labels
 
 
-def pos_probe(vectors, words, path, *, seed: int = 0, test_fraction: float = 0.3,
-              max_words: int | None = None) -> dict:
+def pos_probe(vectors, words, path, *, seed: int = 0, test_fraction: float = 0.3, max_words: int | None = None) -> dict:
   """Linear-probe accuracy of predicting a word's part of speech from its vector.
 
   The labelled words found in the vocabulary are split by label (stratified) into train and test;
@@ -391,8 +418,10 @@ def pos_probe(vectors, words, path, *, seed: int = 0, test_fraction: float = 0.3
   rows = [i for i in _first_index(vocab, lambda w: w).values() if words[i] in labels]
   classes = sorted({labels[words[i]] for i in rows})
   if len(classes) < 2:
-    raise ValueError(f"{path}: the vocabulary holds {len(rows)} labelled words with "
-                     f"{len(classes)} distinct labels; a probe needs at least 2.")
+    raise ValueError(
+      f"{path}: the vocabulary holds {len(rows)} labelled words with "
+      f"{len(classes)} distinct labels; a probe needs at least 2."
+    )
   class_id = {c: i for i, c in enumerate(classes)}
   x = vectors[rows]
   y = np.array([class_id[labels[words[i]]] for i in rows])
@@ -409,14 +438,25 @@ def pos_probe(vectors, words, path, *, seed: int = 0, test_fraction: float = 0.3
   probe = linear_probe(x[~test], y[~test], x[test], y[test], num_classes=len(classes), seed=seed)
   # Ties go to the lower class index, as np.argmax breaks them.
   majority = int(np.argmax(np.bincount(y[~test], minlength=len(classes))))
-  return {"top1": probe["top1"], "majority_baseline": float(np.mean(y[test] == majority)),
-          "words": len(y), "train_words": int((~test).sum()), "test_words": int(test.sum()),
-          "classes": classes, "l2": probe["l2"]}
+  return {
+    "top1": probe["top1"],
+    "majority_baseline": float(np.mean(y[test] == majority)),
+    "words": len(y),
+    "train_words": int((~test).sum()),
+    "test_words": int(test.sum()),
+    "classes": classes,
+    "l2": probe["l2"],
+  }
 
 
-def words_pca_plot(vectors, words, path, *, pairs: Sequence[tuple[str, str]] | None = None,
-                   title: str = "Countries and their capitals (PCA of word vectors)"
-                   ) -> tuple[str, np.ndarray]:
+def words_pca_plot(
+  vectors,
+  words,
+  path,
+  *,
+  pairs: Sequence[tuple[str, str]] | None = None,
+  title: str = "Countries and their capitals (PCA of word vectors)",
+) -> tuple[str, np.ndarray]:
   """2-D PCA of country and capital vectors, an arrow from each country to its capital.
 
   The figure of Mikolov et al. 2013 (arXiv:1310.4546, Fig. 2): if the vectors encode "capital
@@ -442,9 +482,11 @@ def words_pca_plot(vectors, words, path, *, pairs: Sequence[tuple[str, str]] | N
   kept = [(a, b) for a, b in pairs if a in index and b in index]
   if len(kept) < 2:
     missing = sorted({w for pair in pairs for w in pair if w not in index})
-    raise ValueError(f"words_pca_plot needs at least 2 (country, capital) pairs in the vocabulary, "
-                     f"found {len(kept)} of {len(pairs)}; missing words: "
-                     f"{', '.join(missing[:20])}.")
+    raise ValueError(
+      f"words_pca_plot needs at least 2 (country, capital) pairs in the vocabulary, "
+      f"found {len(kept)} of {len(pairs)}; missing words: "
+      f"{', '.join(missing[:20])}."
+    )
   x = vectors[[index[w] for pair in kept for w in pair]].astype(np.float64)
   x -= x.mean(0)
   _, _, vt = np.linalg.svd(x, full_matrices=False)
@@ -455,8 +497,7 @@ def words_pca_plot(vectors, words, path, *, pairs: Sequence[tuple[str, str]] | N
 
   fig, ax = plt.subplots(figsize=(7, 6))
   for (country, capital), p, q in zip(kept, countries, capitals):
-    ax.annotate("", xy=q, xytext=p,
-                arrowprops=dict(arrowstyle="->", color="0.55", lw=0.8, shrinkA=3, shrinkB=3))
+    ax.annotate("", xy=q, xytext=p, arrowprops=dict(arrowstyle="->", color="0.55", lw=0.8, shrinkA=3, shrinkB=3))
     ax.annotate(country, p, textcoords="offset points", xytext=(4, 3), fontsize=9)
     ax.annotate(capital, q, textcoords="offset points", xytext=(4, 3), fontsize=9)
   ax.scatter(*countries.T, s=18, color="tab:blue", label="country", zorder=3)
@@ -468,4 +509,3 @@ def words_pca_plot(vectors, words, path, *, pairs: Sequence[tuple[str, str]] | N
   if title:
     ax.set_title(title)
   return _save(fig, path)
-

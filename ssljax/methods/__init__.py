@@ -24,16 +24,16 @@ import importlib
 from ssljax.config import ConfigError
 
 METHODS = {
-    "simclr": "ssljax.methods.simclr",
-    "word2vec": "ssljax.methods.word2vec",
-    "nnlm": "ssljax.methods.nnlm",
-    "bert": "ssljax.methods.bert",
-    "rotation": "ssljax.methods.rotation",
-    "inpainting": "ssljax.methods.inpainting",
-    "jigsaw": "ssljax.methods.jigsaw",
-    "relative_position": "ssljax.methods.relative_position",
-    "colorization": "ssljax.methods.colorization",
-    "mae": "ssljax.methods.mae",
+  "simclr": "ssljax.methods.simclr",
+  "word2vec": "ssljax.methods.word2vec",
+  "nnlm": "ssljax.methods.nnlm",
+  "bert": "ssljax.methods.bert",
+  "rotation": "ssljax.methods.rotation",
+  "inpainting": "ssljax.methods.inpainting",
+  "jigsaw": "ssljax.methods.jigsaw",
+  "relative_position": "ssljax.methods.relative_position",
+  "colorization": "ssljax.methods.colorization",
+  "mae": "ssljax.methods.mae",
 }
 
 

@@ -32,8 +32,9 @@ def build_encoder(config, vocab_size: int):
   b = config.bert
   if b.size not in BERT_SIZES:
     raise ConfigError(f"bert.size='{b.size}' is not one of {', '.join(BERT_SIZES)}")
-  return bert_encoder(b.size, vocab_size, max_len=config.data.max_len, dropout=b.dropout,
-                      dtype=jnp.dtype(config.model.dtype))
+  return bert_encoder(
+    b.size, vocab_size, max_len=config.data.max_len, dropout=b.dropout, dtype=jnp.dtype(config.model.dtype)
+  )
 
 
 def build_model(config, vocab_size: int) -> BertForPretraining:
@@ -46,8 +47,14 @@ def _vocab_size(params) -> int:
 
 def pairs(corpus: lm.TokenizedCorpus, split: str, config) -> dict:
   docs = corpus.train if split == "train" else corpus.valid
-  return lm.next_segment_examples(docs, max_len=config.data.max_len, seed=config.seed + (split != "train"),
-                                  cls_id=wordpiece.CLS_ID, sep_id=wordpiece.SEP_ID, pad_id=wordpiece.PAD_ID)
+  return lm.next_segment_examples(
+    docs,
+    max_len=config.data.max_len,
+    seed=config.seed + (split != "train"),
+    cls_id=wordpiece.CLS_ID,
+    sep_id=wordpiece.SEP_ID,
+    pad_id=wordpiece.PAD_ID,
+  )
 
 
 def load_train_data(config, *, workdir: str | None = None) -> lm.TextTrainData:
@@ -58,9 +65,12 @@ def load_train_data(config, *, workdir: str | None = None) -> lm.TextTrainData:
     raise ConfigError(f"data.max_len={config.data.max_len} exceeds BERT's 512 positions")
   corpus = lm.load_corpus(config.data, workdir, save_tokenizer=jax.process_index() == 0)
   train = pairs(corpus, "train", config)
-  print(f"pairs: {len(train['is_next'])} of up to {config.data.max_len} tokens, "
-        f"{np.mean(train['tokens'] != wordpiece.PAD_ID):.1%} of positions real, "
-        f"{np.mean(train['is_next']):.1%} true next", flush=True)
+  print(
+    f"pairs: {len(train['is_next'])} of up to {config.data.max_len} tokens, "
+    f"{np.mean(train['tokens'] != wordpiece.PAD_ID):.1%} of positions real, "
+    f"{np.mean(train['is_next']):.1%} true next",
+    flush=True,
+  )
   return lm.TextTrainData(corpus, lm.RowStream(train))
 
 
@@ -69,8 +79,9 @@ def init(config, rng, example_batch, *, data: lm.TextTrainData | None):
   model = build_model(config, data.corpus.tokenizer.vocab_size if data else config.data.vocab_size)
   b = example_batch
   positions = jnp.zeros((b["tokens"].shape[0], config.bert.max_predictions), jnp.int32)
-  params = model.init({"params": rng}, b["tokens"], b["segments"], b["tokens"] != wordpiece.PAD_ID, positions,
-                      train=False)["params"]
+  params = model.init(
+    {"params": rng}, b["tokens"], b["segments"], b["tokens"] != wordpiece.PAD_ID, positions, train=False
+  )["params"]
   if data is not None:
     # The MLM output biases start at the log unigram frequencies of the tokens it predicts (add-one smoothed):
     # a zero start spends the first few hundred Adam steps learning just that (BERT's early plateau).
@@ -109,17 +120,28 @@ def _forward(params, batch, rng, config, *, train: bool):
   vocab = _vocab_size(params)
   k_mask, k_drop = jax.random.split(rng)
   tokens = batch["tokens"]
-  inputs, positions, labels, weights = mask_tokens(k_mask, tokens, vocab_size=vocab,
-                                                   max_predictions=config.bert.max_predictions,
-                                                   mask_prob=config.bert.mask_prob)
+  inputs, positions, labels, weights = mask_tokens(
+    k_mask, tokens, vocab_size=vocab, max_predictions=config.bert.max_predictions, mask_prob=config.bert.mask_prob
+  )
   (mlm_logits, nsp_logits), _ = build_model(config, vocab).apply(
-      {"params": params}, inputs, batch["segments"], tokens != wordpiece.PAD_ID, positions, train=train,
-      rngs={"dropout": k_drop})
+    {"params": params},
+    inputs,
+    batch["segments"],
+    tokens != wordpiece.PAD_ID,
+    positions,
+    train=train,
+    rngs={"dropout": k_drop},
+  )
   mlm_loss, mlm_accuracy = losses.masked_lm(mlm_logits, labels, weights)
   nsp_loss = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, batch["is_next"]).mean()
   nsp_accuracy = jnp.mean(jnp.argmax(nsp_logits, -1) == batch["is_next"])
-  return mlm_loss + nsp_loss, {"mlm_loss": mlm_loss, "mlm_accuracy": mlm_accuracy, "nsp_loss": nsp_loss,
-                               "nsp_accuracy": nsp_accuracy, "mlm_weight": weights.sum()}
+  return mlm_loss + nsp_loss, {
+    "mlm_loss": mlm_loss,
+    "mlm_accuracy": mlm_accuracy,
+    "nsp_loss": nsp_loss,
+    "nsp_accuracy": nsp_accuracy,
+    "mlm_weight": weights.sum(),
+  }
 
 
 def loss_fn(params, state, batch, rng, config):
@@ -131,8 +153,13 @@ def loss_fn(params, state, batch, rng, config):
 def embed(params, state, batch, config):
   """The pooled [CLS] vector of each row (what a classifier head reads)."""
   encoder = build_encoder(config, _vocab_size(params))
-  _, aux = encoder.apply({"params": params["encoder"]}, batch["tokens"], batch.get("segments"),
-                         batch["tokens"] != wordpiece.PAD_ID, train=False)
+  _, aux = encoder.apply(
+    {"params": params["encoder"]},
+    batch["tokens"],
+    batch.get("segments"),
+    batch["tokens"] != wordpiece.PAD_ID,
+    train=False,
+  )
   return aux["pooled"]
 
 
@@ -146,32 +173,52 @@ def pretraining_metrics(config, params, examples: dict, mesh, *, seed: int) -> d
   def sums(params, batch, rng):
     _, m = _forward(params, batch, rng, config, train=False)
     w = m["mlm_weight"]
-    return {"mlm_nll": m["mlm_loss"] * w, "mlm_correct": m["mlm_accuracy"] * w, "mlm_weight": w,
-            "nsp_correct": m["nsp_accuracy"] * batch["is_next"].shape[0]}
+    return {
+      "mlm_nll": m["mlm_loss"] * w,
+      "mlm_correct": m["mlm_accuracy"] * w,
+      "mlm_weight": w,
+      "nsp_correct": m["nsp_accuracy"] * batch["is_next"].shape[0],
+    }
 
   n = len(examples["is_next"]) - len(examples["is_next"]) % batch_size
   if n == 0:
-    raise ConfigError(f"the held-out text makes {len(examples['is_next'])} pairs, fewer than evals.batch_size="
-                      f"{batch_size}")
+    raise ConfigError(
+      f"the held-out text makes {len(examples['is_next'])} pairs, fewer than evals.batch_size={batch_size}"
+    )
   total = {}
   for i, start in enumerate(range(0, n, batch_size)):
-    batch = sharding.host_to_global({k: v[start:start + batch_size] for k, v in examples.items()}, mesh)
+    batch = sharding.host_to_global({k: v[start : start + batch_size] for k, v in examples.items()}, mesh)
     # A host copy of the key: replicated as numpy, where a key array would live on one local device.
     out = sharding.to_host(sums(params, batch, np.asarray(jax.random.PRNGKey(seed + i))))
     total = {k: total.get(k, 0.0) + float(v) for k, v in out.items()}
-  return {"mlm/accuracy": total["mlm_correct"] / total["mlm_weight"],
-          "mlm/perplexity": float(np.exp(total["mlm_nll"] / total["mlm_weight"])),
-          "nsp/accuracy": total["nsp_correct"] / n}
+  return {
+    "mlm/accuracy": total["mlm_correct"] / total["mlm_weight"],
+    "mlm/perplexity": float(np.exp(total["mlm_nll"] / total["mlm_weight"])),
+    "nsp/accuracy": total["nsp_correct"] / n,
+  }
 
 
-def evaluate(config, *, workdir: str, mesh, params, train_data: lm.TextTrainData, initial_state=None, writer=None,
-             step: int = 0, **unused) -> dict:
+def evaluate(
+  config,
+  *,
+  workdir: str,
+  mesh,
+  params,
+  train_data: lm.TextTrainData,
+  initial_state=None,
+  writer=None,
+  step: int = 0,
+  **unused,
+) -> dict:
   corpus = train_data.corpus
   results = pretraining_metrics(config, params, pairs(corpus, "valid", config), mesh, seed=config.seed + 7)
   print("held-out pairs: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()), flush=True)
   if config.evals.finetune:
     from ssljax.evals import text_finetune  # lazy: sklearn
 
-    results.update(text_finetune.evaluate(config, workdir=workdir, mesh=mesh, params=params, corpus=corpus,
-                                          build_encoder=build_encoder))
+    results.update(
+      text_finetune.evaluate(
+        config, workdir=workdir, mesh=mesh, params=params, corpus=corpus, build_encoder=build_encoder
+      )
+    )
   return results

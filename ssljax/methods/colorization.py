@@ -55,7 +55,8 @@ Training data must be colour: a grayscale dataset is refused with a ConfigError 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -89,12 +90,15 @@ def check_colour(split, config) -> None:
   """ConfigError naming the dataset when the training images are not RGB: there is no colour to predict."""
   channels = split.example_batch(1)["image"].shape[-1]  # a streamed split has no `.images`
   if channels != 3:
-    raise ConfigError(f"colorization needs colour (RGB) training images, but data.name='{config.data.name}' has "
-                      f"{channels} channel{'s' if channels != 1 else ''}; train on data.name='skimage_photos' "
-                      "(offline), cifar10 or imagenet2012, and evaluate on a grayscale set with evals.data")
+    raise ConfigError(
+      f"colorization needs colour (RGB) training images, but data.name='{config.data.name}' has "
+      f"{channels} channel{'s' if channels != 1 else ''}; train on data.name='skimage_photos' "
+      "(offline), cifar10 or imagenet2012, and evaluate on a grayscale set with evals.data"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- views
+
 
 def to_lab(rgb: jax.Array) -> jax.Array:
   """(N, H, W, C) floats in [0, 1], C = 3 (RGB) or 1 (gray) -> normalized Lab (N, H, W, 3): L/50 - 1, ab/110.
@@ -167,10 +171,12 @@ def load_train_data(config, *, workdir: str | None = None):
 
 # ----------------------------------------------------------------------------------------------------- models
 
+
 class SplitBrainEncoder(nn.Module):
   """Two encoders side by side: `l` reads channel 0 (L), `ab` reads channels 1-2. Every named feature the two
   share is their concatenation (L half first), so probes and fine-tuning see one encoder; 'feature_map_l' and
   'feature_map_ab' keep the halves apart for the decoders."""
+
   l: nn.Module
   ab: nn.Module
 
@@ -188,8 +194,10 @@ def _narrower(encoder: nn.Module, fraction: float) -> nn.Module:
     return encoder.clone(widths=tuple(max(1, round(w * fraction)) for w in encoder.widths))
   if hasattr(encoder, "width"):
     return encoder.clone(width=max(1, round(encoder.width * fraction)))
-  raise ConfigError(f"split_brain cannot split model.encoder='{type(encoder).__name__}' into halves: it has no "
-                    "widths or width attribute")
+  raise ConfigError(
+    f"split_brain cannot split model.encoder='{type(encoder).__name__}' into halves: it has no "
+    "widths or width attribute"
+  )
 
 
 def build_encoder(config) -> nn.Module:
@@ -209,6 +217,7 @@ class ColorDecoder(nn.Module):
   colour-specific layers above the representation), then per `widths` a 2x bilinear upsampling and a 3x3
   conv-BN-ReLU, last a 1x1 convolution (logits over bins, or regressed values).
   """
+
   widths: Sequence[int]
   out_channels: int
   head_widths: Sequence[int] = ()
@@ -219,10 +228,20 @@ class ColorDecoder(nn.Module):
     if self.conv_impl == "patches":
       conv = PatchConv(width, 3, dtype=self.dtype, name=f"{name}_conv")
     else:
-      conv = nn.Conv(width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype, kernel_init=conv_kernel_init,
-                     name=f"{name}_conv")
-    return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                                name=f"{name}_bn")(conv(x)))
+      conv = nn.Conv(
+        width,
+        (3, 3),
+        padding="SAME",
+        use_bias=False,
+        dtype=self.dtype,
+        kernel_init=conv_kernel_init,
+        name=f"{name}_conv",
+      )
+    return nn.relu(
+      nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=f"{name}_bn")(
+        conv(x)
+      )
+    )
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -234,12 +253,14 @@ class ColorDecoder(nn.Module):
       x = self._conv_bn_relu(jax.image.resize(x, (n, 2 * h, 2 * w, c), method="linear"), width, f"up{i + 1}", train)
     # Zero-initialized: training starts from grey (regression) or a uniform distribution (classification).
     return nn.Dense(self.out_channels, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="out")(x).astype(
-        jnp.float32)
+      jnp.float32
+    )
 
 
 class Colorizer(nn.Module):
   """Encoder (under 'encoder') and the decoder of ab from L (under 'ab_decoder'); split-brain adds the decoder of
   L from ab (under 'l_decoder'). Returns {'ab': ..., 'l': ...} predictions (logits or values)."""
+
   encoder: nn.Module
   ab_decoder: ColorDecoder
   l_decoder: ColorDecoder | None = None
@@ -248,8 +269,10 @@ class Colorizer(nn.Module):
     _, aux = self.encoder(x, train=train)
     if self.l_decoder is None:
       return {"ab": self.ab_decoder(aux["feature_map"], train=train)}
-    return {"ab": self.ab_decoder(aux["feature_map_l"], train=train),
-            "l": self.l_decoder(aux["feature_map_ab"], train=train)}
+    return {
+      "ab": self.ab_decoder(aux["feature_map_l"], train=train),
+      "l": self.l_decoder(aux["feature_map_ab"], train=train),
+    }
 
 
 def ab_centres(config) -> np.ndarray:
@@ -265,14 +288,16 @@ def l_centres(config) -> np.ndarray:
 def build_model(config) -> Colorizer:
   c = config.colorization
   classify = c.loss == "classification"
-  decoder = lambda out: ColorDecoder(tuple(c.decoder_widths), out, tuple(c.head_widths), c.conv_impl,
-                                     jnp.dtype(config.model.dtype))
+  decoder = lambda out: ColorDecoder(
+    tuple(c.decoder_widths), out, tuple(c.head_widths), c.conv_impl, jnp.dtype(config.model.dtype)
+  )
   ab_decoder = decoder(len(ab_centres(config)) if classify else 2)
   l_decoder = decoder(c.l_bins if classify else 1) if c.mode == "split_brain" else None
   return Colorizer(build_encoder(config), ab_decoder, l_decoder)
 
 
 # ----------------------------------------------------------------------------------------------------- losses
+
 
 def resize(x: jax.Array, size: int) -> jax.Array:
   """(N, H, W, C) -> (N, size, size, C), bilinear; shrinking averages (antialiased), as a target at the
@@ -294,8 +319,9 @@ def point_estimate(logits: jax.Array, centres: jax.Array, temperature: float = 1
   return jax.nn.softmax(logits / temperature, axis=-1) @ jnp.asarray(centres, jnp.float32)
 
 
-def prediction_loss(prediction: jax.Array, target: jax.Array, *, loss: str, centres: jax.Array,
-                    encode) -> tuple[jax.Array, jax.Array]:
+def prediction_loss(
+  prediction: jax.Array, target: jax.Array, *, loss: str, centres: jax.Array, encode
+) -> tuple[jax.Array, jax.Array]:
   """(loss, point estimate) of one half's prediction against its normalized (N, h, w, D) target.
 
   classification: mean over pixels of the cross-entropy with `encode(target)`, the soft-encoded target;
@@ -312,18 +338,25 @@ def _ab_loss(out, lab, config):
   centres = ab_centres(config)
   target = resize(lab[..., 1:], out["ab"].shape[1])
   # Soft encoding works in ab units, where the bin side and sigma are defined.
-  encode = lambda ab: color.soft_encode_ab(color.denormalize_ab(ab), centres, neighbours=config.colorization.neighbours,
-                                           sigma=config.colorization.sigma)
-  loss, estimate = prediction_loss(out["ab"], target, loss=config.colorization.loss,
-                                   centres=color.normalize_ab(centres), encode=encode)
+  encode = lambda ab: color.soft_encode_ab(
+    color.denormalize_ab(ab), centres, neighbours=config.colorization.neighbours, sigma=config.colorization.sigma
+  )
+  loss, estimate = prediction_loss(
+    out["ab"], target, loss=config.colorization.loss, centres=color.normalize_ab(centres), encode=encode
+  )
   return loss, estimate, target
 
 
 def _l_loss(out, lab, config):
   centres = jnp.asarray(l_centres(config))
   target = resize(lab[..., :1], out["l"].shape[1])
-  loss, estimate = prediction_loss(out["l"], target, loss=config.colorization.loss, centres=centres[:, None],
-                                   encode=lambda t: soft_encode_l(t, centres))
+  loss, estimate = prediction_loss(
+    out["l"],
+    target,
+    loss=config.colorization.loss,
+    centres=centres[:, None],
+    encode=lambda t: soft_encode_l(t, centres),
+  )
   return loss, estimate, target
 
 
@@ -334,8 +367,7 @@ def jitter_inputs(lab: jax.Array, key: jax.Array, strength: float) -> jax.Array:
   if strength == 0:
     return lab
   n = lab.shape[0]
-  gamma, contrast, saturation = jnp.exp(jax.random.uniform(key, (3, n, 1, 1, 1), minval=-strength,
-                                                           maxval=strength))
+  gamma, contrast, saturation = jnp.exp(jax.random.uniform(key, (3, n, 1, 1, 1), minval=-strength, maxval=strength))
   lightness = 2.0 * jnp.power(jnp.clip((lab[..., :1] + 1.0) / 2.0, 0.0, 1.0), gamma) - 1.0  # gamma on L in [0, 1]
   mean = lightness.mean(axis=(1, 2, 3), keepdims=True)
   lightness = jnp.clip(mean + contrast * (lightness - mean), -1.0, 1.0)
@@ -356,17 +388,24 @@ def loss_fn(params, state, batch, rng, config):
   k_view, k_jitter = jax.random.split(rng)
   lab = train_view(batch["image"], k_view, config)
   x = jitter_inputs(lab, k_jitter, config.colorization.input_jitter)
-  out, updates = build_model(config).apply({"params": params, **state}, model_input(x, config), train=True,
-                                           mutable=["batch_stats"])
+  out, updates = build_model(config).apply(
+    {"params": params, **state}, model_input(x, config), train=True, mutable=["batch_stats"]
+  )
   loss, ab_estimate, ab_target = _ab_loss(out, lab, config)
   # Squared errors in normalized ab; predicting grey (ab = 0) is the baseline to beat.
-  metrics = {"ab_loss": loss, "ab_mse": jnp.mean(jnp.square(ab_estimate - ab_target)),
-             "gray_ab_mse": jnp.mean(jnp.square(ab_target))}
+  metrics = {
+    "ab_loss": loss,
+    "ab_mse": jnp.mean(jnp.square(ab_estimate - ab_target)),
+    "gray_ab_mse": jnp.mean(jnp.square(ab_target)),
+  }
   if "l" in out:
     l_loss, l_estimate, l_target = _l_loss(out, lab, config)
     loss = loss + l_loss
-    metrics.update(l_loss=l_loss, l_mse=jnp.mean(jnp.square(l_estimate - l_target)),
-                   mean_l_mse=jnp.mean(jnp.square(l_target - l_target.mean())))
+    metrics.update(
+      l_loss=l_loss,
+      l_mse=jnp.mean(jnp.square(l_estimate - l_target)),
+      mean_l_mse=jnp.mean(jnp.square(l_target - l_target.mean())),
+    )
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})
 
 
@@ -409,11 +448,13 @@ def colorize(params, state, images: jax.Array, config, *, temperature: float | N
 
 def lab_to_pixels(lab: jax.Array) -> jax.Array:
   """Normalized Lab -> sRGB in [0, 1] (out-of-gamut colours clipped)."""
-  return color.lab_to_rgb(jnp.concatenate([color.denormalize_l(lab[..., :1]), color.denormalize_ab(lab[..., 1:])],
-                                          axis=-1))
+  return color.lab_to_rgb(
+    jnp.concatenate([color.denormalize_l(lab[..., :1]), color.denormalize_ab(lab[..., 1:])], axis=-1)
+  )
 
 
 # ------------------------------------------------------------------------------------------------------ evals
+
 
 def held_out_errors(params, state, images: np.ndarray, config, *, batch_size: int = 256) -> dict[str, float]:
   """Per-pixel colour errors on `images` at full resolution, in Lab units, against the trivial predictions:
@@ -423,14 +464,13 @@ def held_out_errors(params, state, images: np.ndarray, config, *, batch_size: in
   sums: dict[str, float] = {}
   lightness = []
   for start in range(0, len(images), batch_size):
-    out = jax.device_get(fn(params, state, images[start:start + batch_size]))
+    out = jax.device_get(fn(params, state, images[start : start + batch_size]))
     ab, ab_pred = color.denormalize_ab(out["original"][..., 1:]), color.denormalize_ab(out["colorized"][..., 1:])
     sums["ab"] = sums.get("ab", 0.0) + float(np.sum(np.square(ab_pred - ab).sum(-1)))
     sums["gray_ab"] = sums.get("gray_ab", 0.0) + float(np.sum(np.square(ab).sum(-1)))
     if "l_from_ab" in out:
       l_true = np.asarray(color.denormalize_l(out["original"][..., 0]))
-      sums["l"] = sums.get("l", 0.0) + float(np.sum(np.square(color.denormalize_l(out["l_from_ab"][..., 0])
-                                                              - l_true)))
+      sums["l"] = sums.get("l", 0.0) + float(np.sum(np.square(color.denormalize_l(out["l_from_ab"][..., 0]) - l_true)))
       lightness.append(l_true)
   pixels = images.shape[0] * config.data.image_size**2
   results = {f"colorization/{k}_rmse": float(np.sqrt(v / pixels)) for k, v in sums.items()}
@@ -455,10 +495,15 @@ def _write_colorizations(config, workdir, params, method_state, images, errors, 
   out = jax.device_get(jax.jit(lambda p, s, x: colorize(p, s, x, config))(params, method_state, images))
   gray = out["original"].copy()
   gray[..., 1:] = 0.0
-  columns = {"input (L)": np.asarray(lab_to_pixels(gray)), "colorized": np.asarray(lab_to_pixels(out["colorized"])),
-             "original": np.asarray(lab_to_pixels(out["original"]))}
-  title = (f"held-out crops, {config.colorization.mode}\nab RMSE {errors['colorization/ab_rmse']:.1f}"
-           f" (gray {errors['colorization/gray_ab_rmse']:.1f})")
+  columns = {
+    "input (L)": np.asarray(lab_to_pixels(gray)),
+    "colorized": np.asarray(lab_to_pixels(out["colorized"])),
+    "original": np.asarray(lab_to_pixels(out["original"])),
+  }
+  title = (
+    f"held-out crops, {config.colorization.mode}\nab RMSE {errors['colorization/ab_rmse']:.1f}"
+    f" (gray {errors['colorization/gray_ab_rmse']:.1f})"
+  )
   if "l_from_ab" in out:
     columns["L from ab"] = np.asarray(lab_to_pixels(out["l_from_ab"]))
   _, image = plots.side_by_side(columns, os.path.join(workdir, "colorizations.png"), title=title)
@@ -469,8 +514,9 @@ def _write_colorizations(config, workdir, params, method_state, images, errors, 
 def evaluate(config, *, workdir: str, params, method_state, writer=None, step: int = 0, **kwargs) -> dict:
   """The vision suite (on `evals.data` when set), then held-out colour errors on the run's own `data.eval_split`
   (`colorization/*_rmse`, Lab units) and `workdir/colorizations.png`."""
-  results = vision.evaluate(config, workdir=workdir, params=params, method_state=method_state, writer=writer,
-                            step=step, **kwargs)
+  results = vision.evaluate(
+    config, workdir=workdir, params=params, method_state=method_state, writer=writer, step=step, **kwargs
+  )
   if config.colorization.eval_examples > 0:
     images = _held_out_colour_images(config)
     # On the host: a thousand small crops are not worth the mesh.
@@ -479,6 +525,7 @@ def evaluate(config, *, workdir: str, params, method_state, writer=None, step: i
     results.update(errors)
     print("eval colorization: " + ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in errors.items()), flush=True)
     if config.colorization.plot_examples > 0 and jax.process_index() == 0:
-      _write_colorizations(config, workdir, params, method_state, images[:config.colorization.plot_examples],
-                           errors, writer, step)
+      _write_colorizations(
+        config, workdir, params, method_state, images[: config.colorization.plot_examples], errors, writer, step
+      )
   return results

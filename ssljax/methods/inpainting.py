@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -40,8 +41,13 @@ import numpy as np
 from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.methods import vision
-from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, finetune_view,  # noqa: F401
-                                   load_train_data, normalize, train_view)
+from ssljax.methods.vision import (
+  build_encoder,
+  encoder_features,
+  eval_view,
+  finetune_view,  # noqa: F401
+  train_view,
+)
 from ssljax.models.cnn import PatchConv, conv_kernel_init
 
 MASKS = ("center", "blocks", "regions")
@@ -49,6 +55,7 @@ FILL_VALUE = 0.0  # normalized pixels: what the encoder sees in the hole
 
 
 # ------------------------------------------------------------------------------------------------------ masks
+
 
 def _check_mask(kind: str, image_size: int, coverage: float, block_size: float, region_grid: int) -> None:
   """ConfigError (a ValueError) naming the config key when a mask cannot be drawn on `image_size` images."""
@@ -59,21 +66,27 @@ def _check_mask(kind: str, image_size: int, coverage: float, block_size: float, 
   if kind == "center":
     side = round(image_size * math.sqrt(coverage))
     if side < 2 or side > image_size - 2:
-      raise ConfigError(f"data.image_size={image_size} is too small for a center hole covering {coverage:g} of "
-                        f"the image (side {side} px; it needs at least 2 px and a 1-px context border)")
+      raise ConfigError(
+        f"data.image_size={image_size} is too small for a center hole covering {coverage:g} of "
+        f"the image (side {side} px; it needs at least 2 px and a 1-px context border)"
+      )
   elif kind == "blocks":
     if not 0.0 < block_size <= 0.5:
       raise ConfigError(f"inpainting.block_size={block_size} must be in (0, 0.5] (a block's side / the image's)")
     side = round(image_size * block_size)
     if side < 2:
-      raise ConfigError(f"data.image_size={image_size} is too small for blocks of inpainting.block_size="
-                        f"{block_size:g} x the side ({side} px; a block needs at least 2)")
+      raise ConfigError(
+        f"data.image_size={image_size} is too small for blocks of inpainting.block_size="
+        f"{block_size:g} x the side ({side} px; a block needs at least 2)"
+      )
   else:
     if region_grid < 2:
       raise ConfigError(f"inpainting.region_grid={region_grid} must be at least 2")
     if image_size < 2 * region_grid:
-      raise ConfigError(f"data.image_size={image_size} is too small for regions upsampled from a {region_grid}x"
-                        f"{region_grid} noise grid (inpainting.region_grid): it needs at least {2 * region_grid} px")
+      raise ConfigError(
+        f"data.image_size={image_size} is too small for regions upsampled from a {region_grid}x"
+        f"{region_grid} noise grid (inpainting.region_grid): it needs at least {2 * region_grid} px"
+      )
 
 
 def center_mask(image_size: int, *, coverage: float = 0.25) -> jax.Array:
@@ -116,8 +129,16 @@ def region_mask(key: jax.Array, image_size: int, *, coverage: float = 0.25, regi
   return (field <= threshold).astype(jnp.float32).reshape(image_size, image_size)
 
 
-def draw_masks(key: jax.Array, num: int, image_size: int, *, kind: str = "regions", coverage: float = 0.25,
-               block_size: float = 0.25, region_grid: int = 4) -> jax.Array:
+def draw_masks(
+  key: jax.Array,
+  num: int,
+  image_size: int,
+  *,
+  kind: str = "regions",
+  coverage: float = 0.25,
+  block_size: float = 0.25,
+  region_grid: int = 4,
+) -> jax.Array:
   """`num` holes for `image_size` x `image_size` images: (num, S, S) float32, 1 = missing.
 
   Image i's mask depends only on (key, i): the keys are `jax.random.split(key, num)` over the global batch, as in
@@ -146,8 +167,15 @@ def draw_masks(key: jax.Array, num: int, image_size: int, *, kind: str = "region
 def masks_for(config, key: jax.Array, num: int) -> jax.Array:
   """`draw_masks` with the config's `inpainting` section and `data.image_size`."""
   c = config.inpainting
-  return draw_masks(key, num, config.data.image_size, kind=c.mask, coverage=c.coverage, block_size=c.block_size,
-                    region_grid=c.region_grid)
+  return draw_masks(
+    key,
+    num,
+    config.data.image_size,
+    kind=c.mask,
+    coverage=c.coverage,
+    block_size=c.block_size,
+    region_grid=c.region_grid,
+  )
 
 
 def check_config(config) -> None:
@@ -161,6 +189,7 @@ def check_config(config) -> None:
 
 # --------------------------------------------------------------------------------------------------- baseline
 
+
 def context_mean_fill(images: jax.Array, mask: jax.Array) -> jax.Array:
   """Each image with its hole filled by the per-channel mean of its visible context: the baseline an inpainter
   has to beat (its `losses.masked_l2` is the `context_mean_mse` metric)."""
@@ -171,12 +200,30 @@ def context_mean_fill(images: jax.Array, mask: jax.Array) -> jax.Array:
 
 # ----------------------------------------------------------------------------------------------------- models
 
-def _conv(impl: str, features: int, *, kernel: int = 3, strides: int = 1, use_bias: bool = False, dtype: Any,
-          name: str, kernel_init=conv_kernel_init) -> nn.Module:
+
+def _conv(
+  impl: str,
+  features: int,
+  *,
+  kernel: int = 3,
+  strides: int = 1,
+  use_bias: bool = False,
+  dtype: Any,
+  name: str,
+  kernel_init=conv_kernel_init,
+) -> nn.Module:
   if impl == "patches":
     return PatchConv(features, kernel, strides, use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, name=name)
-  return nn.Conv(features, (kernel, kernel), (strides, strides), padding="SAME", use_bias=use_bias, dtype=dtype,
-                 kernel_init=kernel_init, name=name)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    (strides, strides),
+    padding="SAME",
+    use_bias=use_bias,
+    dtype=dtype,
+    kernel_init=kernel_init,
+    name=name,
+  )
 
 
 class ContextDecoder(nn.Module):
@@ -187,6 +234,7 @@ class ContextDecoder(nn.Module):
   across channels; then per width a resize (bilinear, sizes growing geometrically from h to S) and a 3x3
   conv-BN-ReLU; last a 3x3 convolution to the image's channels.
   """
+
   widths: Sequence[int]
   image_size: int
   out_channels: int
@@ -196,8 +244,9 @@ class ContextDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                                     name=name)
+    norm = lambda name: nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=name
+    )
     x = jnp.asarray(x, self.dtype)
     n, h, w, c = x.shape
     if self.channel_fc:
@@ -212,12 +261,19 @@ class ContextDecoder(nn.Module):
     if x.shape[1] != self.image_size:  # no widths: straight from the feature map
       x = jax.image.resize(x, (n, self.image_size, self.image_size, x.shape[-1]), method="linear")
     # fan-in scaling: the He fan-out init of the hidden convs would start the pixels at a std of several units.
-    return _conv(self.conv_impl, self.out_channels, use_bias=True, dtype=self.dtype, name="to_pixels",
-                 kernel_init=nn.initializers.lecun_normal())(x)
+    return _conv(
+      self.conv_impl,
+      self.out_channels,
+      use_bias=True,
+      dtype=self.dtype,
+      name="to_pixels",
+      kernel_init=nn.initializers.lecun_normal(),
+    )(x)
 
 
 class ContextEncoder(nn.Module):
   """Encoder (the config's, kept under 'encoder') and ContextDecoder (under 'decoder')."""
+
   encoder: nn.Module
   decoder: ContextDecoder
 
@@ -229,6 +285,7 @@ class ContextEncoder(nn.Module):
 class Discriminator(nn.Module):
   """Real or inpainted? Strided 3x3 conv-LeakyReLU stages, a global average and one logit. No BatchNorm: its
   statistics would mix real and inpainted images."""
+
   widths: Sequence[int] = (16, 32)
   conv_impl: str = "xla"
   dtype: Any = jnp.float32
@@ -237,15 +294,22 @@ class Discriminator(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     x = jnp.asarray(x, self.dtype)
     for i, width in enumerate(self.widths):
-      x = nn.leaky_relu(_conv(self.conv_impl, width, strides=2, use_bias=True, dtype=self.dtype,
-                              name=f"conv{i + 1}")(x), 0.2)
+      x = nn.leaky_relu(
+        _conv(self.conv_impl, width, strides=2, use_bias=True, dtype=self.dtype, name=f"conv{i + 1}")(x), 0.2
+      )
     return nn.Dense(1, dtype=self.dtype, name="logit")(x.mean(axis=(1, 2)))[:, 0].astype(jnp.float32)
 
 
 def build_model(config, channels: int) -> ContextEncoder:
   c = config.inpainting
-  decoder = ContextDecoder(tuple(c.decoder_widths), config.data.image_size, channels, channel_fc=c.channel_fc,
-                           conv_impl=c.conv_impl, dtype=jnp.dtype(config.model.dtype))
+  decoder = ContextDecoder(
+    tuple(c.decoder_widths),
+    config.data.image_size,
+    channels,
+    channel_fc=c.channel_fc,
+    conv_impl=c.conv_impl,
+    dtype=jnp.dtype(config.model.dtype),
+  )
   return ContextEncoder(build_encoder(config), decoder)
 
 
@@ -255,6 +319,7 @@ def build_discriminator(config) -> Discriminator:
 
 
 # ----------------------------------------------------------------------------------------------- the method
+
 
 def mask_images(images: jax.Array, masks: jax.Array) -> jax.Array:
   """Normalized images with the holes set to FILL_VALUE: what the encoder sees."""
@@ -287,11 +352,14 @@ def loss_terms(params, state, batch, rng, config):
   masks = masks_for(config, k_mask, images.shape[0])
   generator = {k: v for k, v in params.items() if k != "discriminator"}
   predictions, updates = build_model(config, images.shape[-1]).apply(
-      {"params": generator, **state}, mask_images(images, masks), train=True, mutable=["batch_stats"])
+    {"params": generator, **state}, mask_images(images, masks), train=True, mutable=["batch_stats"]
+  )
   terms = {"reconstruction": losses.masked_l2(predictions, images, masks)}
-  metrics = {"recon_mse": terms["reconstruction"],
-             "context_mean_mse": losses.masked_l2(context_mean_fill(images, masks), images, masks),
-             "mask_fraction": masks.mean()}
+  metrics = {
+    "recon_mse": terms["reconstruction"],
+    "context_mean_mse": losses.masked_l2(context_mean_fill(images, masks), images, masks),
+    "mask_fraction": masks.mean(),
+  }
   if config.inpainting.adversarial_weight > 0:
     discriminator = build_discriminator(config)
     inpainted = images * (1.0 - masks[..., None]) + predictions * masks[..., None]
@@ -329,11 +397,16 @@ def inpaint(params, state, images: jax.Array, masks: jax.Array, config) -> dict[
   masked = mask_images(original, masks)
   variables = {"params": {k: v for k, v in params.items() if k != "discriminator"}, **state}
   prediction = build_model(config, original.shape[-1]).apply(variables, masked, train=False)
-  return {"original": original, "masked": masked, "prediction": prediction,
-          "inpainted": original * (1.0 - masks[..., None]) + prediction * masks[..., None]}
+  return {
+    "original": original,
+    "masked": masked,
+    "prediction": prediction,
+    "inpainted": original * (1.0 - masks[..., None]) + prediction * masks[..., None],
+  }
 
 
 # ------------------------------------------------------------------------------------------------------ evals
+
 
 def test_inpainting(config, workdir, params, method_state, writer=None, step: int = 0) -> dict:
   """Hole MSE (normalized pixels) of the trained inpainter on up to `inpainting.eval_examples` test images, against
@@ -349,21 +422,32 @@ def test_inpainting(config, workdir, params, method_state, writer=None, step: in
   params, method_state = jax.device_get((params, method_state))
   masks = masks_for(config, jax.random.PRNGKey(config.seed), num)
   fn = jax.jit(lambda p, s, x, m: inpaint(p, s, x, m, config))
-  chunks = [fn(params, method_state, split.images[i:i + 256], masks[i:i + 256]) for i in range(0, num, 256)]
+  chunks = [fn(params, method_state, split.images[i : i + 256], masks[i : i + 256]) for i in range(0, num, 256)]
   out = {k: np.concatenate([np.asarray(ch[k]) for ch in chunks]) for k in chunks[0]}
   masks = np.asarray(masks)
-  results = {"inpainting/recon_mse": float(losses.masked_l2(out["inpainted"], out["original"], masks)),
-             "inpainting/context_mean_mse": float(losses.masked_l2(context_mean_fill(out["original"], masks),
-                                                             out["original"], masks))}
-  print(f"eval inpainting: hole MSE {results['inpainting/recon_mse']:.4f}, filled with the context mean "
-        f"{results['inpainting/context_mean_mse']:.4f} ({num} test images, {c.mask} holes)", flush=True)
+  results = {
+    "inpainting/recon_mse": float(losses.masked_l2(out["inpainted"], out["original"], masks)),
+    "inpainting/context_mean_mse": float(
+      losses.masked_l2(context_mean_fill(out["original"], masks), out["original"], masks)
+    ),
+  }
+  print(
+    f"eval inpainting: hole MSE {results['inpainting/recon_mse']:.4f}, filled with the context mean "
+    f"{results['inpainting/context_mean_mse']:.4f} ({num} test images, {c.mask} holes)",
+    flush=True,
+  )
   if c.plot_examples > 0:
-    to_pixels = lambda x: x[:c.plot_examples] * 0.25 + 0.5  # inverse of vision.normalize
+    to_pixels = lambda x: x[: c.plot_examples] * 0.25 + 0.5  # inverse of vision.normalize
     _, image = plots.side_by_side(
-        {"original": to_pixels(out["original"]), "masked input": to_pixels(out["masked"]),
-         "inpainted": to_pixels(out["inpainted"])}, os.path.join(workdir, "inpaintings.png"),
-        title=f"{c.mask} holes, test images\nhole MSE {results['inpainting/recon_mse']:.3f}, context mean "
-              f"{results['inpainting/context_mean_mse']:.3f}")
+      {
+        "original": to_pixels(out["original"]),
+        "masked input": to_pixels(out["masked"]),
+        "inpainted": to_pixels(out["inpainted"]),
+      },
+      os.path.join(workdir, "inpaintings.png"),
+      title=f"{c.mask} holes, test images\nhole MSE {results['inpainting/recon_mse']:.3f}, context mean "
+      f"{results['inpainting/context_mean_mse']:.3f}",
+    )
     if writer is not None:
       writer.write_image(step, "inpaintings", image)
   return results
@@ -372,8 +456,9 @@ def test_inpainting(config, workdir, params, method_state, writer=None, step: in
 def evaluate(config, *, workdir: str, params, method_state, writer=None, step: int = 0, **kwargs) -> dict:
   """The vision suite (kNN, linear probe, fine-tuning at label fractions, vs the random-init encoder), then
   `test_inpainting`: the hole MSE on test images against the context-mean fill, and `workdir/inpaintings.png`."""
-  results = vision.evaluate(config, workdir=workdir, params=params, method_state=method_state, writer=writer,
-                            step=step, **kwargs)
+  results = vision.evaluate(
+    config, workdir=workdir, params=params, method_state=method_state, writer=writer, step=step, **kwargs
+  )
   if jax.process_index() == 0:
     results.update(test_inpainting(config, workdir, params, method_state, writer, step))
   return results

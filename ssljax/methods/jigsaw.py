@@ -21,8 +21,12 @@ import optax
 
 from ssljax import augment
 from ssljax.config import ConfigError
-from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate,  # noqa: F401
-                                   finetune_view, load_train_data, normalize)
+from ssljax.methods.vision import (
+  build_encoder,
+  encoder_features,
+  evaluate,  # noqa: F401
+  normalize,
+)
 
 GRID = 3
 
@@ -49,6 +53,7 @@ def permutation_set(size: int, seed: int = 0, num_tiles: int = GRID * GRID) -> n
 
 class JigsawModel(nn.Module):
   """Shared encoder on each tile, the nine features concatenated in shown order, an MLP to the permutation."""
+
   encoder: nn.Module
   num_permutations: int
   hidden: int = 512
@@ -71,8 +76,10 @@ def check_config(config) -> None:
   if j.image_size % GRID:
     raise ConfigError(f"jigsaw.image_size={j.image_size} is not divisible by the {GRID}x{GRID} tile grid")
   if not 0 < j.tile_size <= j.image_size // GRID:
-    raise ConfigError(f"jigsaw.tile_size={j.tile_size} must be in [1, {j.image_size // GRID}] (the cell of a "
-                      f"{j.image_size}-pixel puzzle)")
+    raise ConfigError(
+      f"jigsaw.tile_size={j.tile_size} must be in [1, {j.image_size // GRID}] (the cell of a "
+      f"{j.image_size}-pixel puzzle)"
+    )
 
 
 def puzzles(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.Array]:
@@ -108,8 +115,9 @@ def init(config, rng, example_batch, *, data=None):
 
 def loss_fn(params, state, batch, rng, config):
   tiles, labels = puzzles(batch["image"], rng, config)
-  (logits, _), updates = build_model(config).apply({"params": params, **state}, tiles, train=True,
-                                                   mutable=["batch_stats"])
+  (logits, _), updates = build_model(config).apply(
+    {"params": params, **state}, tiles, train=True, mutable=["batch_stats"]
+  )
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   metrics = {"jigsaw_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})

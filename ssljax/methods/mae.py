@@ -35,8 +35,9 @@ def build_encoder(config) -> vit.ViT:
 
 def build_model(config) -> vit.MAE:
   m = config.mae
-  return vit.MAE(build_encoder(config), decoder_hidden=m.decoder_hidden, decoder_depth=m.decoder_depth,
-                 decoder_heads=m.decoder_heads)
+  return vit.MAE(
+    build_encoder(config), decoder_hidden=m.decoder_hidden, decoder_depth=m.decoder_depth, decoder_heads=m.decoder_heads
+  )
 
 
 def check_config(config) -> None:
@@ -65,8 +66,9 @@ def init(config, rng, example_batch, *, data=None):
   del data
   check_config(config)
   images = eval_view(example_batch["image"], config)
-  keep_idx, _, restore_idx = vit.random_masking(jax.random.PRNGKey(0), images.shape[0], num_patches(config),
-                                                config.mae.mask_ratio)
+  keep_idx, _, restore_idx = vit.random_masking(
+    jax.random.PRNGKey(0), images.shape[0], num_patches(config), config.mae.mask_ratio
+  )
   return build_model(config).init(rng, images, keep_idx, restore_idx, train=False)["params"], {}
 
 
@@ -93,26 +95,34 @@ def reconstruction_images(params, images_uint8: np.ndarray, config, *, seed: int
     mean, std = target.mean(-1, keepdims=True), np.sqrt(target.var(-1, keepdims=True) + 1e-6)
     pred = pred * std + mean
   hidden = mask[..., None] > 0
-  p, (n, h, w, c) = config.mae.patch_size, images.shape
-  to_image = lambda patches: np.clip(np.asarray(vit.unpatchify(jnp.asarray(patches), p, c, (h // p, w // p)))
-                                     * 0.25 + 0.5, 0.0, 1.0)  # undo normalize
+  p, (_, h, w, c) = config.mae.patch_size, images.shape
+  to_image = lambda patches: np.clip(
+    np.asarray(vit.unpatchify(jnp.asarray(patches), p, c, (h // p, w // p))) * 0.25 + 0.5, 0.0, 1.0
+  )  # undo normalize
   # Hidden patches show as mid-grey: 0 after `normalize`.
-  return {"original": to_image(target), "masked": to_image(np.where(hidden, 0.0, target)),
-          "reconstruction": to_image(np.where(hidden, pred, target))}
+  return {
+    "original": to_image(target),
+    "masked": to_image(np.where(hidden, 0.0, target)),
+    "reconstruction": to_image(np.where(hidden, pred, target)),
+  }
 
 
 def evaluate(config, *, workdir: str, params, train_data=None, writer=None, step: int = 0, **kwargs) -> dict:
-  results = vision.evaluate(config, workdir=workdir, params=params, train_data=train_data, writer=writer,
-                            step=step, **kwargs)
+  results = vision.evaluate(
+    config, workdir=workdir, params=params, train_data=train_data, writer=writer, step=step, **kwargs
+  )
   if config.evals.plots and jax.process_index() == 0:
     from ssljax.data import images as image_data
     from ssljax.evals import plots
 
     test = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
     pictures = reconstruction_images(params, test.images[:8], config, seed=config.seed)
-    _, grid = plots.side_by_side(pictures, os.path.join(workdir, "reconstructions.png"),
-                                 title=f"MAE, {config.mae.mask_ratio:.0%} of patches hidden"
-                                 + (" (shown at the true patch mean and contrast)" if config.mae.norm_pix else ""))
+    _, grid = plots.side_by_side(
+      pictures,
+      os.path.join(workdir, "reconstructions.png"),
+      title=f"MAE, {config.mae.mask_ratio:.0%} of patches hidden"
+      + (" (shown at the true patch mean and contrast)" if config.mae.norm_pix else ""),
+    )
     if writer is not None:
       writer.write_image(step, "reconstructions", grid)
   return results

@@ -31,8 +31,15 @@ def units_per_example(config) -> int:
 
 def build_model(config, vocab_size: int):
   m, dtype = config.nnlm, jnp.dtype(config.model.dtype)
-  common = dict(vocab_size=vocab_size, embed_dim=m.embed_dim, hidden_dim=m.hidden_dim, dropout=m.dropout,
-                pad_id=wordpiece.PAD_ID, cls_id=wordpiece.CLS_ID, dtype=dtype)
+  common = dict(
+    vocab_size=vocab_size,
+    embed_dim=m.embed_dim,
+    hidden_dim=m.hidden_dim,
+    dropout=m.dropout,
+    pad_id=wordpiece.PAD_ID,
+    cls_id=wordpiece.CLS_ID,
+    dtype=dtype,
+  )
   if m.arch == "window":
     return WindowLM(context=m.context, **common)
   if m.arch == "gru":
@@ -77,8 +84,9 @@ def token_losses(logits, targets):
 def loss_fn(params, state, batch, rng, config):
   tokens = batch["tokens"]
   inputs, targets = tokens[:, :-1], tokens[:, 1:]
-  logits, _ = build_model(config, _vocab_size(params)).apply({"params": params}, inputs, train=True,
-                                                              rngs={"dropout": rng})
+  logits, _ = build_model(config, _vocab_size(params)).apply(
+    {"params": params}, inputs, train=True, rngs={"dropout": rng}
+  )
   nll, counted = token_losses(logits, targets)
   n = jnp.maximum(counted.sum(), 1)
   loss = jnp.sum(nll * counted) / n
@@ -107,7 +115,7 @@ def lanes(docs: lm.TokenizedDocs, num_lanes: int, chunk: int) -> tuple[np.ndarra
   rows = np.full((num_lanes, width), wordpiece.PAD_ID, np.int32)
   row_source = np.full((num_lanes, width), -1, np.int32)
   for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-    rows[i, :b - a], row_source[i, :b - a] = stream[a:b], source[a:b]
+    rows[i, : b - a], row_source[i, : b - a] = stream[a:b], source[a:b]
   return rows, row_source
 
 
@@ -127,7 +135,7 @@ def stream_log_likelihood(model, params, rows: np.ndarray, chunk: int, mesh) -> 
   params = sharding.host_to_global(sharding.to_host(params), mesh, jax.sharding.PartitionSpec())
   out = []
   for c in range(0, rows.shape[1] - 1, chunk):
-    inputs, targets = sharding.host_to_global((rows[:, c:c + chunk], rows[:, c + 1:c + chunk + 1]), mesh)
+    inputs, targets = sharding.host_to_global((rows[:, c : c + chunk], rows[:, c + 1 : c + chunk + 1]), mesh)
     carry, nll = step(params, carry, inputs, targets)
     out.append(np.asarray(sharding.to_host(nll), np.float64))
   return np.concatenate(out, axis=1)
@@ -146,8 +154,10 @@ def perplexity(config, params, docs: lm.TokenizedDocs, mesh) -> dict:
   if counted.sum() != expected:  # the n-gram baseline scores exactly these targets
     raise AssertionError(f"scored {counted.sum()} targets, expected {expected}")
   src = row_source[:, 1:]
-  by_source = {name: float(math.exp(nll[counted & (src == i)].sum() / max((counted & (src == i)).sum(), 1)))
-               for i, name in enumerate(docs.sources)}
+  by_source = {
+    name: float(math.exp(nll[counted & (src == i)].sum() / max((counted & (src == i)).sum(), 1)))
+    for i, name in enumerate(docs.sources)
+  }
   return {"perplexity": float(math.exp(nll.sum() / expected)), "targets": int(expected), "by_source": by_source}
 
 
@@ -166,8 +176,17 @@ def ngram_baseline(config, corpus: lm.TokenizedCorpus) -> dict:
   return {"perplexity": float(math.exp(-total / count)), "targets": int(count), "by_source": by_source}
 
 
-def sample(config, params, tokenizer: wordpiece.WordPiece, prompt: str, *, length: int, seed: int,
-           temperature: float = 0.8, top_k: int = 40) -> str:
+def sample(
+  config,
+  params,
+  tokenizer: wordpiece.WordPiece,
+  prompt: str,
+  *,
+  length: int,
+  seed: int,
+  temperature: float = 0.8,
+  top_k: int = 40,
+) -> str:
   """A continuation of `prompt` drawn token by token (top-k, temperature), stopping at [SEP]."""
   model = build_model(config, _vocab_size(params))
   params = sharding.to_host(params)  # one token at a time: on this process's default device, not the mesh
@@ -191,27 +210,34 @@ def sample(config, params, tokenizer: wordpiece.WordPiece, prompt: str, *, lengt
   return tokenizer.decode(ids[1:] + out)
 
 
-def evaluate(config, *, workdir: str, mesh, params, train_data: lm.TextTrainData, writer=None, step: int = 0,
-             **unused) -> dict:
+def evaluate(
+  config, *, workdir: str, mesh, params, train_data: lm.TextTrainData, writer=None, step: int = 0, **unused
+) -> dict:
   corpus = train_data.corpus
   ours = perplexity(config, params, corpus.valid, mesh)
   base = ngram_baseline(config, corpus)
   if base["targets"] != ours["targets"]:
     raise AssertionError(f"n-gram scored {base['targets']} targets, the model {ours['targets']}")
-  print(f"validation: {ours['targets']} targets; perplexity {ours['perplexity']:.2f}, interpolated Kneser-Ney "
-        f"{config.evals.ngram_order}-gram {base['perplexity']:.2f}", flush=True)
+  print(
+    f"validation: {ours['targets']} targets; perplexity {ours['perplexity']:.2f}, interpolated Kneser-Ney "
+    f"{config.evals.ngram_order}-gram {base['perplexity']:.2f}",
+    flush=True,
+  )
   for name in corpus.valid.sources:
-    print(f"  {name:28s} {ours['by_source'].get(name, float('nan')):9.2f} "
-          f"{base['by_source'].get(name, float('nan')):9.2f}", flush=True)
+    print(
+      f"  {name:28s} {ours['by_source'].get(name, float('nan')):9.2f} {base['by_source'].get(name, float('nan')):9.2f}",
+      flush=True,
+    )
   for i, prompt in enumerate(config.evals.prompts):
-    print(f"  sample: {sample(config, params, corpus.tokenizer, prompt, length=40, seed=config.seed + i)}",
-          flush=True)
+    print(f"  sample: {sample(config, params, corpus.tokenizer, prompt, length=40, seed=config.seed + i)}", flush=True)
   if config.evals.plots and jax.process_index() == 0:
     from ssljax.evals import plots
 
     _, image = plots.perplexity_by_source(
-        {"ours": ours["by_source"], f"Kneser-Ney {config.evals.ngram_order}-gram": base["by_source"]},
-        os.path.join(workdir, "perplexity_by_source.png"), title=f"{config.nnlm.arch} LM: validation perplexity")
+      {"ours": ours["by_source"], f"Kneser-Ney {config.evals.ngram_order}-gram": base["by_source"]},
+      os.path.join(workdir, "perplexity_by_source.png"),
+      title=f"{config.nnlm.arch} LM: validation perplexity",
+    )
     if writer is not None:
       writer.write_image(step, "perplexity_by_source", image)
   return {"perplexity/valid": ours["perplexity"], "baseline/ngram/perplexity/valid": base["perplexity"]}

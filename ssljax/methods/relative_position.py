@@ -17,8 +17,12 @@ import optax
 
 from ssljax import augment
 from ssljax.config import ConfigError
-from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate,  # noqa: F401
-                                   finetune_view, load_train_data, normalize)
+from ssljax.methods.vision import (
+  build_encoder,
+  encoder_features,
+  evaluate,  # noqa: F401
+  normalize,
+)
 
 GRID = 3
 CENTRE = 4  # row-major index of the middle cell
@@ -27,6 +31,7 @@ NEIGHBOURS = np.array([i for i in range(GRID * GRID) if i != CENTRE])  # label k
 
 class PairModel(nn.Module):
   """Shared encoder on every tile; an MLP on (centre, neighbour) feature pairs says which of 8 positions."""
+
   encoder: nn.Module
   hidden: int = 512
 
@@ -35,7 +40,7 @@ class PairModel(nn.Module):
     n, t = tiles.shape[:2]
     features, aux = self.encoder(tiles.reshape(n * t, *tiles.shape[2:]), train=train)
     features = features.astype(jnp.float32).reshape(n, t, -1)
-    centre = jnp.broadcast_to(features[:, CENTRE:CENTRE + 1], (n, len(NEIGHBOURS), features.shape[-1]))
+    centre = jnp.broadcast_to(features[:, CENTRE : CENTRE + 1], (n, len(NEIGHBOURS), features.shape[-1]))
     pairs = jnp.concatenate([centre, features[:, NEIGHBOURS]], axis=-1)
     x = nn.relu(nn.Dense(self.hidden, name="fc")(pairs))
     return nn.Dense(len(NEIGHBOURS), name="head")(x), aux  # (N, 8 pairs, 8 positions)
@@ -48,11 +53,12 @@ def build_model(config) -> PairModel:
 def check_config(config) -> None:
   r = config.relative_position
   if r.image_size % GRID:
-    raise ConfigError(f"relative_position.image_size={r.image_size} is not divisible by the {GRID}x{GRID} "
-                      "tile grid")
+    raise ConfigError(f"relative_position.image_size={r.image_size} is not divisible by the {GRID}x{GRID} tile grid")
   if not 0 < r.tile_size <= r.image_size // GRID:
-    raise ConfigError(f"relative_position.tile_size={r.tile_size} must be in [1, {r.image_size // GRID}] (the "
-                      f"cell of a {r.image_size}-pixel grid)")
+    raise ConfigError(
+      f"relative_position.tile_size={r.tile_size} must be in [1, {r.image_size // GRID}] (the "
+      f"cell of a {r.image_size}-pixel grid)"
+    )
 
 
 def tile_grid(images: jax.Array, rng: jax.Array, config) -> jax.Array:
@@ -72,15 +78,16 @@ def tile_grid(images: jax.Array, rng: jax.Array, config) -> jax.Array:
 def init(config, rng, example_batch, *, data=None):
   del data
   check_config(config)
-  variables = build_model(config).init(rng, tile_grid(example_batch["image"], jax.random.PRNGKey(0), config),
-                                       train=False)
+  variables = build_model(config).init(
+    rng, tile_grid(example_batch["image"], jax.random.PRNGKey(0), config), train=False
+  )
   return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
 
 def loss_fn(params, state, batch, rng, config):
-  (logits, _), updates = build_model(config).apply({"params": params, **state},
-                                                   tile_grid(batch["image"], rng, config), train=True,
-                                                   mutable=["batch_stats"])
+  (logits, _), updates = build_model(config).apply(
+    {"params": params, **state}, tile_grid(batch["image"], rng, config), train=True, mutable=["batch_stats"]
+  )
   labels = jnp.broadcast_to(jnp.arange(len(NEIGHBOURS)), logits.shape[:2])
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   metrics = {"position_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}

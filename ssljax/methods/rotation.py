@@ -15,8 +15,13 @@ import jax.numpy as jnp
 import optax
 
 from ssljax.config import ConfigError
-from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate,  # noqa: F401
-                                   finetune_view, load_train_data, normalize, train_view)
+from ssljax.methods.vision import (
+  build_encoder,
+  encoder_features,
+  eval_view,
+  evaluate,  # noqa: F401
+  train_view,
+)
 
 NUM_ROTATIONS = 4
 
@@ -52,8 +57,7 @@ def init(config, rng, example_batch, *, data=None):
 
 def loss_fn(params, state, batch, rng, config):
   x, labels = rotate_all(train_view(batch["image"], rng, config))
-  (logits, _), updates = build_model(config).apply({"params": params, **state}, x, train=True,
-                                                   mutable=["batch_stats"])
+  (logits, _), updates = build_model(config).apply({"params": params, **state}, x, train=True, mutable=["batch_stats"])
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   metrics = {"rotation_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})

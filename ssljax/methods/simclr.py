@@ -12,8 +12,13 @@ import jax
 import jax.numpy as jnp
 
 from ssljax import augment, losses
-from ssljax.methods.vision import (build_encoder, encoder_features, eval_view, evaluate, finetune_view,  # noqa: F401
-                                   load_train_data, normalize)
+from ssljax.methods.vision import (
+  build_encoder,
+  encoder_features,
+  eval_view,
+  finetune_view,  # noqa: F401
+  normalize,
+)
 from ssljax.models.heads import ProjectionHead
 
 
@@ -28,16 +33,27 @@ class SimCLRModel(nn.Module):
 
 
 def build_model(config) -> SimCLRModel:
-  head = ProjectionHead(hidden_dim=config.model.proj_hidden_dim, out_dim=config.model.proj_out_dim,
-                        num_layers=config.model.proj_layers, dtype=jnp.dtype(config.model.dtype))
+  head = ProjectionHead(
+    hidden_dim=config.model.proj_hidden_dim,
+    out_dim=config.model.proj_out_dim,
+    num_layers=config.model.proj_layers,
+    dtype=jnp.dtype(config.model.dtype),
+  )
   return SimCLRModel(encoder=build_encoder(config), head=head)
 
 
 def train_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.Array]:
   a = config.augment
-  kwargs = dict(size=(config.data.image_size, config.data.image_size), crop_scale=tuple(a.crop_scale), flip=a.flip,
-                jitter_strength=a.jitter_strength, jitter_p=a.jitter_p, grayscale_p=a.grayscale_p,
-                blur_p=a.blur_p, solarize_p=a.solarize_p)
+  kwargs = dict(
+    size=(config.data.image_size, config.data.image_size),
+    crop_scale=tuple(a.crop_scale),
+    flip=a.flip,
+    jitter_strength=a.jitter_strength,
+    jitter_p=a.jitter_p,
+    grayscale_p=a.grayscale_p,
+    blur_p=a.blur_p,
+    solarize_p=a.solarize_p,
+  )
   k1, k2 = jax.random.split(rng)
   v1 = augment.augment_batch(images, k1, augment.simclr_augment, **kwargs)
   v2 = augment.augment_batch(images, k2, augment.simclr_augment, **kwargs)
@@ -52,8 +68,9 @@ def init(config, rng, example_batch, *, data=None):
 
 def loss_fn(params, state, batch, rng, config):
   v1, v2 = train_views(batch["image"], rng, config)
-  (z, _), updates = build_model(config).apply({"params": params, **state}, jnp.concatenate([v1, v2]), train=True,
-                                              mutable=["batch_stats"])
+  (z, _), updates = build_model(config).apply(
+    {"params": params, **state}, jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"]
+  )
   z1, z2 = jnp.split(z.astype(jnp.float32), 2)
   loss = losses.nt_xent(z1, z2, temperature=config.simclr.temperature)
   metrics = {"accuracy": losses.contrastive_accuracy(z1, z2)}

@@ -39,22 +39,33 @@ def load_train_data(config, *, workdir: str | None = None) -> text.TokenData:
   if w.window < 1 or w.dim < 1 or (w.loss == "ns" and w.negative < 1):
     raise ConfigError(f"word2vec.window={w.window}, dim={w.dim} and negative={w.negative} must be >= 1")
   if config.optim.weight_decay:
-    raise ConfigError(f"optim.weight_decay={config.optim.weight_decay}: word2vec's sparse SGD has no "
-                      "weight decay; set it to 0")
+    raise ConfigError(
+      f"optim.weight_decay={config.optim.weight_decay}: word2vec's sparse SGD has no weight decay; set it to 0"
+    )
   if w.lanes < 1 or w.update_tokens < 1 or config.batch_size % (w.lanes * w.update_tokens):
-    raise ConfigError(f"batch_size={config.batch_size} is not a multiple of word2vec.lanes * "
-                      f"word2vec.update_tokens = {w.lanes} * {w.update_tokens}")
+    raise ConfigError(
+      f"batch_size={config.batch_size} is not a multiple of word2vec.lanes * "
+      f"word2vec.update_tokens = {w.lanes} * {w.update_tokens}"
+    )
   data = text.load_token_data(config.data)
   c = data.corpus
-  print(f"corpus: {c.raw_tokens} words, {len(c.tokens)} kept at data.min_count={config.data.min_count}, "
-        f"vocabulary {len(c.vocab)}"
-        + (f"; {c.undecodable_lines} lines had bytes that are not UTF-8 (replaced with U+FFFD)"
-           if c.undecodable_lines else ""), flush=True)
+  print(
+    f"corpus: {c.raw_tokens} words, {len(c.tokens)} kept at data.min_count={config.data.min_count}, "
+    f"vocabulary {len(c.vocab)}"
+    + (
+      f"; {c.undecodable_lines} lines had bytes that are not UTF-8 (replaced with U+FFFD)"
+      if c.undecodable_lines
+      else ""
+    ),
+    flush=True,
+  )
   # Negatives need a few distinct words to be drawn from; HS needs a tree.
   needed = w.negative + 1 if w.loss == "ns" else 2
   if len(data.corpus.vocab) < needed:
-    raise ConfigError(f"data.min_count={config.data.min_count} leaves {len(data.corpus.vocab)} words, fewer "
-                      f"than the {needed} that word2vec.negative={w.negative} needs; lower min_count")
+    raise ConfigError(
+      f"data.min_count={config.data.min_count} leaves {len(data.corpus.vocab)} words, fewer "
+      f"than the {needed} that word2vec.negative={w.negative} needs; lower min_count"
+    )
   return data
 
 
@@ -64,8 +75,10 @@ def init(config, rng, example_batch, *, data: text.TokenData):
   del example_batch
   w, counts = config.word2vec, data.corpus.vocab.counts
   v = len(counts)
-  params = {"input": jax.random.uniform(rng, (v, w.dim), jnp.float32, -1.0, 1.0) / w.dim,
-            "output": jnp.zeros((v if w.loss == "ns" else v - 1, w.dim), jnp.float32)}
+  params = {
+    "input": jax.random.uniform(rng, (v, w.dim), jnp.float32, -1.0, 1.0) / w.dim,
+    "output": jnp.zeros((v if w.loss == "ns" else v - 1, w.dim), jnp.float32),
+  }
   state = {"keep_prob": jnp.asarray(text.keep_probabilities(counts, config.data.sample))}
   if w.loss == "ns":
     accept, alias = text.negative_alias_table(counts, w.ns_exponent)
@@ -114,8 +127,9 @@ def draw_negatives(rng, state, shape):
   """Words drawn from unigram^0.75 with the alias table in `state`."""
   k_column, k_accept = jax.random.split(rng)
   column = jax.random.randint(k_column, shape, 0, state["negative_accept"].shape[0])
-  return jnp.where(jax.random.uniform(k_accept, shape) < state["negative_accept"][column], column,
-                   state["negative_alias"][column])
+  return jnp.where(
+    jax.random.uniform(k_accept, shape) < state["negative_accept"][column], column, state["negative_alias"][column]
+  )
 
 
 def word2vec_gradients(input_rows, output_rows, labels, ctx_mask, out_mask, *, mode: str, window: int):
@@ -194,11 +208,20 @@ def _gradients(params, state, ids, ctx_mask, keys, w):
     labels = 1.0 - state["codes"][ids].astype(jnp.float32)
     out_mask = jnp.arange(out_ids.shape[1])[None, :] < state["code_lengths"][ids][:, None]
   centre = ctx_mask.any(axis=1)
-  loss, d_input, d_output = word2vec_gradients(params["input"][ids], params["output"][out_ids], labels,
-                                               ctx_mask, out_mask & centre[:, None], mode=w.mode,
-                                               window=w.window)
-  sums = {"loss": loss, "terms": ctx_mask.sum() if w.mode == "skipgram" else centre.sum(),
-          "grad_sq": jnp.sum(jnp.square(d_input)) + _squared_norm(*d_output)}
+  loss, d_input, d_output = word2vec_gradients(
+    params["input"][ids],
+    params["output"][out_ids],
+    labels,
+    ctx_mask,
+    out_mask & centre[:, None],
+    mode=w.mode,
+    window=w.window,
+  )
+  sums = {
+    "loss": loss,
+    "terms": ctx_mask.sum() if w.mode == "skipgram" else centre.sum(),
+    "grad_sq": jnp.sum(jnp.square(d_input)) + _squared_norm(*d_output),
+  }
   return ids, d_input, out_ids, d_output, sums
 
 
@@ -213,10 +236,10 @@ def _exchange(ints, floats, gather):
   out, start = [], 0
   for x in parts:
     width = x.size // t
-    out.append(packed[:, start:start + width].reshape(-1, *x.shape[1:]))
+    out.append(packed[:, start : start + width].reshape(-1, *x.shape[1:]))
     start += width
-  ints = [jax.lax.bitcast_convert_type(x, jnp.int32) for x in out[:len(ints)]]
-  return ints, out[len(ints):]
+  ints = [jax.lax.bitcast_convert_type(x, jnp.int32) for x in out[: len(ints)]]
+  return ints, out[len(ints) :]
 
 
 def update(params, state, batch, rng, learning_rate, config):
@@ -251,7 +274,8 @@ def update(params, state, batch, rng, learning_rate, config):
     # Subsampled once per lane, kept words first; the updates then walk the kept words only, in chunks of
     # `update_tokens`, and stop when every lane is done (dropped words cost nothing).
     ids, kept, ctx_mask = jax.vmap(functools.partial(_subsample_and_windows, state=state, window=w.window))(
-        tokens, starts, k_sample)
+      tokens, starts, k_sample
+    )
     position = jnp.arange(length) % n
     inside = jnp.stack([(position + d >= 0) & (position + d < n) for d in _offsets(w.window)], axis=1)
     ctx_mask = ctx_mask & inside  # no pair across two updates' chunks
@@ -273,24 +297,33 @@ def update(params, state, batch, rng, learning_rate, config):
       floats = [d_input, *factors] if exchange_factors else [d_input, outer_sum(*factors)]
       (ids_i, out_ids), floats = _exchange([ids_i, out_ids], floats, gather)
       d_output = outer_sum(*floats[1:]) if exchange_factors else floats[1]
-      params = {"input": params["input"].at[ids_i].add(-learning_rate * floats[0]),
-                "output": params["output"].at[out_ids].add(-learning_rate * d_output)}
+      params = {
+        "input": params["input"].at[ids_i].add(-learning_rate * floats[0]),
+        "output": params["output"].at[out_ids].add(-learning_rate * d_output),
+      }
       return i + 1, params, jax.tree.map(jnp.add, totals, sums)
 
-    totals = {"loss": jnp.zeros((), jnp.float32), "terms": jnp.zeros((), jnp.int32),
-              "grad_sq": jnp.zeros((), jnp.float32)}
-    _, params, totals = jax.lax.while_loop(lambda carry: carry[0] * n < most_kept, one_update,
-                                           (jnp.zeros((), jnp.int32), params, totals))
+    totals = {
+      "loss": jnp.zeros((), jnp.float32),
+      "terms": jnp.zeros((), jnp.int32),
+      "grad_sq": jnp.zeros((), jnp.float32),
+    }
+    _, params, totals = jax.lax.while_loop(
+      lambda carry: carry[0] * n < most_kept, one_update, (jnp.zeros((), jnp.int32), params, totals)
+    )
     totals.update(kept=kept.sum(), tokens=(tokens >= 0).sum())
     return params, (jax.lax.psum(totals, axis) if axis else totals)
 
   if axis:
-    local = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P(axis), P(axis), P(), P()),
-                          out_specs=(P(), P()),
-                          check_vma=False)
+    local = jax.shard_map(
+      local, mesh=mesh, in_specs=(P(), P(), P(axis), P(axis), P(), P()), out_specs=(P(), P()), check_vma=False
+    )
   params, sums = local(params, state, tokens, starts, rng, jnp.asarray(learning_rate, jnp.float32))
-  metrics = {"loss": sums["loss"] / jnp.maximum(sums["terms"], 1), "grad_norm": jnp.sqrt(sums["grad_sq"]),
-             "kept_fraction": sums["kept"] / jnp.maximum(sums["tokens"], 1)}
+  metrics = {
+    "loss": sums["loss"] / jnp.maximum(sums["terms"], 1),
+    "grad_norm": jnp.sqrt(sums["grad_sq"]),
+    "kept_fraction": sums["kept"] / jnp.maximum(sums["tokens"], 1),
+  }
   return params, state, metrics
 
 
@@ -306,5 +339,6 @@ def evaluate(config, *, workdir, params, train_data: text.TokenData, writer=None
 
   del unused
   vectors = np.asarray(sharding.to_host(params["input"]), np.float32)
-  return word_suite.evaluate(config, workdir=workdir, vectors=vectors, words=train_data.corpus.vocab.words,
-                             writer=writer, step=step)
+  return word_suite.evaluate(
+    config, workdir=workdir, vectors=vectors, words=train_data.corpus.vocab.words, writer=writer, step=step
+  )

@@ -1,6 +1,7 @@
 """Flax linen models. Every module's `__call__(x, *, train)` returns `(output, aux)`, where aux names
 intermediate features ('pre_logits', 'feature_map', ...) that probes and losses read by name."""
-from typing import Callable
+
+from collections.abc import Callable
 
 import flax.linen as nn
 
@@ -9,10 +10,10 @@ from ssljax.models.heads import LinearClassifier, ProjectionHead
 from ssljax.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": ResNet18,
-    "resnet34": ResNet34,
-    "resnet50": ResNet50,
-    "small_cnn": SmallCNN,
+  "resnet18": ResNet18,
+  "resnet34": ResNet34,
+  "resnet50": ResNet50,
+  "small_cnn": SmallCNN,
 }
 
 
@@ -24,6 +25,15 @@ def get_encoder(name: str, **kwargs) -> nn.Module:
 
 
 __all__ = [
-    "ENCODERS", "LinearClassifier", "PatchConv", "ProjectionHead", "ResNet", "ResNet18", "ResNet34",
-    "ResNet50", "SmallCNN", "get_encoder", "grid_average_pool",
+  "ENCODERS",
+  "LinearClassifier",
+  "PatchConv",
+  "ProjectionHead",
+  "ResNet",
+  "ResNet18",
+  "ResNet34",
+  "ResNet50",
+  "SmallCNN",
+  "get_encoder",
+  "grid_average_pool",
 ]

@@ -7,7 +7,9 @@ inference 4263 against 1510: benchmarks/small_cnn_convs.py), so it is the defaul
 the fallback for a jaxlib without the flag. Both keep `nn.Conv`'s parameter layout, so one parameter tree serves
 either.
 """
-from typing import Any, Callable, Sequence
+
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -52,12 +54,12 @@ def max_pool(x: jax.Array, window: int, strides: int, padding: int = 0) -> jax.A
   n, h, w, c = x.shape
   oh, ow = (h - window) // strides + 1, (w - window) // strides + 1
   if window == strides:
-    x = x[:, :oh * window, :ow * window]
+    x = x[:, : oh * window, : ow * window]
     return x.reshape(n, oh, window, ow, window, c).max(axis=(2, 4))
   out = None
   for i in range(window):
     for j in range(window):
-      tap = x[:, i:i + (oh - 1) * strides + 1:strides, j:j + (ow - 1) * strides + 1:strides]
+      tap = x[:, i : i + (oh - 1) * strides + 1 : strides, j : j + (ow - 1) * strides + 1 : strides]
       out = tap if out is None else jnp.maximum(out, tap)
   return out
 
@@ -75,6 +77,7 @@ class PatchConv(nn.Module):
   Numerically `nn.Conv(features, (k, k), strides, padding='SAME')` with the same `kernel` (k, k, C, F)
   parameter; kept for a jaxlib whose convolutions train slowly on CPU (YNNPACK's, where the flag is missing).
   """
+
   features: int
   kernel_size: int = 3
   strides: int = 1
@@ -93,8 +96,8 @@ class PatchConv(nn.Module):
     x = jnp.pad(x, ((0, 0), _same_pads(h, k, s), _same_pads(w, k, s), (0, 0)))
     oh, ow = -(-h // s), -(-w // s)
     patches = jnp.concatenate(
-        [x[:, i:i + (oh - 1) * s + 1:s, j:j + (ow - 1) * s + 1:s, :]
-         for i in range(k) for j in range(k)], axis=-1)
+      [x[:, i : i + (oh - 1) * s + 1 : s, j : j + (ow - 1) * s + 1 : s, :] for i in range(k) for j in range(k)], axis=-1
+    )
     # Channel order (i, j, c) matches kernel.reshape(k*k*c, F). A 2-D matmul: XLA:CPU ran it up to
     # 3x faster than the same dot on the 4-D array.
     n = patches.shape[0]
@@ -118,6 +121,7 @@ class SmallCNN(nn.Module):
     conv_impl: 'xla' (nn.Conv) or 'patches' (PatchConv); both use the same parameter tree.
     pool: global readout, 'avg' or 'max'.
   """
+
   widths: Sequence[int] = (32, 64, 128)
   dtype: Any = jnp.float32
   conv_impl: str = "xla"
@@ -130,14 +134,16 @@ class SmallCNN(nn.Module):
     if self.conv_impl == "patches":
       conv = lambda f, name: PatchConv(f, 3, dtype=self.dtype, name=name)
     else:
-      conv = lambda f, name: nn.Conv(f, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype,
-                                     kernel_init=conv_kernel_init, name=name)
+      conv = lambda f, name: nn.Conv(
+        f, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype, kernel_init=conv_kernel_init, name=name
+      )
     if self.pool not in ("avg", "max"):
       raise ValueError(f"pool must be 'avg' or 'max', got {self.pool!r}")
     # No axis_name: the model runs under jit on global arrays sharded over the mesh, so the batch
     # statistics are over the whole global batch (SimCLR needs global BN) on any number of devices.
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                     dtype=self.dtype, name=name)
+    norm = lambda name: nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=name
+    )
 
     x = jnp.asarray(x, self.dtype)
     for i, width in enumerate(self.widths):

@@ -1,4 +1,5 @@
 """Heads that sit on an encoder's pooled features: projection MLPs and linear classifiers."""
+
 from typing import Any
 
 import flax.linen as nn
@@ -15,6 +16,7 @@ class ProjectionHead(nn.Module):
 
   Returns (z, {'hidden': h}) where h is the input to the last Dense (x itself when num_layers == 1).
   """
+
   hidden_dim: int = 2048
   out_dim: int = 128
   num_layers: int = 2
@@ -27,8 +29,9 @@ class ProjectionHead(nn.Module):
     if self.num_layers < 1:
       raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
     # No axis_name: under jit on mesh-sharded global arrays the statistics are global-batch ones.
-    norm = lambda name, **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                           epsilon=1e-5, dtype=self.dtype, name=name, **kw)
+    norm = lambda name, **kw: nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=name, **kw
+    )
     h = x
     for i in range(self.num_layers - 1):
       h = nn.Dense(self.hidden_dim, use_bias=not self.use_bn, dtype=self.dtype, name=f"dense{i + 1}")(h)
@@ -36,8 +39,7 @@ class ProjectionHead(nn.Module):
         h = norm(f"bn{i + 1}")(h)
       h = nn.relu(h)
     with_last_bn = self.use_bn and self.last_bn
-    z = nn.Dense(self.out_dim, use_bias=not with_last_bn, dtype=self.dtype,
-                 name=f"dense{self.num_layers}")(h)
+    z = nn.Dense(self.out_dim, use_bias=not with_last_bn, dtype=self.dtype, name=f"dense{self.num_layers}")(h)
     if with_last_bn:
       z = norm(f"bn{self.num_layers}", use_scale=False, use_bias=False)(z)
     return z, {"hidden": h}
@@ -45,6 +47,7 @@ class ProjectionHead(nn.Module):
 
 class LinearClassifier(nn.Module):
   """One Dense layer, for linear probes and fine-tuning heads. Returns (logits, {})."""
+
   num_classes: int
   dtype: Any = jnp.float32
 

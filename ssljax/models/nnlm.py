@@ -24,6 +24,7 @@ _init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
 
 class _TiedOutput(nn.Module):
   """hidden -> embed_dim -> logits against the embedding table, plus a bias per token."""
+
   embed: nn.Module
   embed_dim: int
   dtype: jnp.dtype
@@ -59,19 +60,20 @@ class WindowLM(nn.Module):
     embed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=_init, dtype=self.dtype, name="embed")
     windows = []
     for k in range(self.context):  # position i reads tokens i, i - 1, ..., i - context + 1
-      ids = z[:, c - k:c - k + t]
-      same = paragraph[:, c - k:c - k + t] == paragraph[:, c:]
+      ids = z[:, c - k : c - k + t]
+      same = paragraph[:, c - k : c - k + t] == paragraph[:, c:]
       windows.append(embed(jnp.where(same, ids, self.pad_id)))
     x = jnp.concatenate(windows, axis=-1)  # (B, T, context * E)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     h = jnp.tanh(nn.Dense(self.hidden_dim, dtype=self.dtype, name="hidden")(x))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     logits = _TiedOutput(embed, self.embed_dim, self.dtype, name="output")(h)
-    return logits, {"carry": z[:, z.shape[1] - c:], "features": h}
+    return logits, {"carry": z[:, z.shape[1] - c :], "features": h}
 
 
 class _GRUScan(nn.Module):
   """The recurrent half of a GRU layer; the input projections of all steps come precomputed (one matmul)."""
+
   hidden_dim: int
   dtype: jnp.dtype
 
@@ -79,8 +81,9 @@ class _GRUScan(nn.Module):
   def __call__(self, h, inputs):
     x_proj, start = inputs  # (B, 3H), (B,)
     h = jnp.where(start[:, None], 0.0, h)
-    hh = nn.Dense(3 * self.hidden_dim, use_bias=False, dtype=self.dtype, name="recurrent",
-                  kernel_init=nn.initializers.orthogonal())(h).astype(jnp.float32)
+    hh = nn.Dense(
+      3 * self.hidden_dim, use_bias=False, dtype=self.dtype, name="recurrent", kernel_init=nn.initializers.orthogonal()
+    )(h).astype(jnp.float32)
     xr, xz, xn = jnp.split(x_proj, 3, axis=-1)
     hr, hz, hn = jnp.split(hh, 3, axis=-1)
     r = jax.nn.sigmoid(xr + hr)

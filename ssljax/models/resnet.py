@@ -3,8 +3,10 @@
 Encoders only: no classifier. Layer shapes, padding and init follow torchvision, so parameter counts
 match torchvision's minus its `fc` layer (ResNet-18: 11,176,512; ResNet-50: 23,508,032).
 """
+
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -16,12 +18,21 @@ from ssljax.models.cnn import conv_kernel_init, grid_average_pool, max_pool
 def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
   # Symmetric k//2 padding as in torchvision; 'SAME' would pad (0, 1) on even sizes with stride 2.
   p = kernel // 2
-  return nn.Conv(features, (kernel, kernel), (strides, strides), padding=((p, p), (p, p)),
-                 use_bias=False, dtype=dtype, kernel_init=conv_kernel_init, name=name)
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    (strides, strides),
+    padding=((p, p), (p, p)),
+    use_bias=False,
+    dtype=dtype,
+    kernel_init=conv_kernel_init,
+    name=name,
+  )
 
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs (ResNet-18/34)."""
+
   features: int
   strides: int
   norm: Callable
@@ -36,6 +47,7 @@ class BasicBlock(nn.Module):
 
 class BottleneckBlock(nn.Module):
   """1x1 reduce, 3x3 (strided, v1.5), 1x1 expand by 4 (ResNet-50 and up)."""
+
   features: int
   strides: int
   norm: Callable
@@ -73,6 +85,7 @@ class ResNet(nn.Module):
     zero_init_residual: start each block's last BN scale at 0, so every block begins as identity
       (Goyal et al. 2017).
   """
+
   stage_sizes: Sequence[int]
   block: str = "bottleneck"
   width: int = 64
@@ -91,9 +104,14 @@ class ResNet(nn.Module):
       # No axis_name: the model runs under jit on global arrays sharded over the mesh, so batch
       # statistics are over the whole global batch (SimCLR needs global BN) on any number of devices.
       zero = last and self.zero_init_residual
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                          dtype=self.dtype, name=name,
-                          scale_init=nn.initializers.zeros if zero else nn.initializers.ones)
+      return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=self.dtype,
+        name=name,
+        scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
+      )
 
     x = jnp.asarray(x, self.dtype)
     if self.stem == "imagenet":

@@ -13,6 +13,7 @@ As for every model in ssljax.models, `__call__(..., *, train)` returns `(output,
 aux has 'tokens' (final hidden states), 'pooled' and 'pre_logits' (= pooled), which probes read by
 name. `MultiHeadSelfAttention` and `TransformerBlock` are building blocks and return plain arrays.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,14 +29,14 @@ bert_init = nn.initializers.truncated_normal(stddev=0.02)
 # The published BERT family (Turc et al. 2019, "Well-Read Students Learn Better"; the
 # google-research/bert README): layers L and hidden width H. Heads are H / 64, the MLP width is 4H.
 BERT_SIZES: dict[str, dict[str, int]] = {
-    name: dict(layers=layers, hidden=hidden, heads=hidden // 64, intermediate=4 * hidden)
-    for name, (layers, hidden) in {
-        "tiny": (2, 128),
-        "mini": (4, 256),
-        "small": (4, 512),
-        "medium": (8, 512),
-        "base": (12, 768),
-    }.items()
+  name: dict(layers=layers, hidden=hidden, heads=hidden // 64, intermediate=4 * hidden)
+  for name, (layers, hidden) in {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+  }.items()
 }
 
 _LN_EPS = 1e-12  # BERT's LayerNorm epsilon.
@@ -61,6 +62,7 @@ class MultiHeadSelfAttention(nn.Module):
   Takes x (B, T, H) and mask (B, T), true at real tokens; returns (B, T, H) after the output
   projection, before dropout and the residual add.
   """
+
   hidden: int
   heads: int
   dropout: float = 0.1
@@ -93,6 +95,7 @@ class MultiHeadSelfAttention(nn.Module):
 
 class TransformerBlock(nn.Module):
   """BERT's post-LN block: x = LN(x + drop(attn(x))); x = LN(x + drop(W2 gelu(W1 x)))."""
+
   hidden: int
   heads: int
   intermediate: int
@@ -102,8 +105,9 @@ class TransformerBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool) -> jax.Array:
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
-    attn = MultiHeadSelfAttention(self.hidden, self.heads, self.dropout, self.dtype,
-                                  name="attention")(x, mask, train=train)
+    attn = MultiHeadSelfAttention(self.hidden, self.heads, self.dropout, self.dtype, name="attention")(
+      x, mask, train=train
+    )
     x = _layer_norm("attention_norm")(x + drop(attn)).astype(self.dtype)
     y = _gelu(_dense(self.intermediate, self.dtype, "intermediate")(x))
     y = _dense(self.hidden, self.dtype, "output")(y)
@@ -122,6 +126,7 @@ class BertEncoder(nn.Module):
 
   Written with `setup` so that `attend` can reuse the token embedding for the tied MLM output layer.
   """
+
   vocab_size: int
   hidden: int
   layers: int
@@ -133,22 +138,20 @@ class BertEncoder(nn.Module):
   dtype: Any = jnp.float32
 
   def setup(self) -> None:
-    embed = lambda num, name: nn.Embed(num, self.hidden, dtype=self.dtype, embedding_init=bert_init,
-                                       name=name)
+    embed = lambda num, name: nn.Embed(num, self.hidden, dtype=self.dtype, embedding_init=bert_init, name=name)
     self.token_embed = embed(self.vocab_size, "token_embed")
     self.segment_embed = embed(self.type_vocab, "segment_embed")
     self.position_embed = embed(self.max_len, "position_embed")
     self.embed_norm = _layer_norm("embed_norm")
     self.embed_dropout = nn.Dropout(self.dropout)
     self.blocks = [
-        TransformerBlock(self.hidden, self.heads, self.intermediate, self.dropout, self.dtype)
-        for _ in range(self.layers)
+      TransformerBlock(self.hidden, self.heads, self.intermediate, self.dropout, self.dtype) for _ in range(self.layers)
     ]
     self.pooler = _dense(self.hidden, self.dtype, "pooler")
 
-  def __call__(self, tokens: jax.Array, segments: jax.Array | None = None,
-               mask: jax.Array | None = None, *,
-               train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def __call__(
+    self, tokens: jax.Array, segments: jax.Array | None = None, mask: jax.Array | None = None, *, train: bool
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     if tokens.ndim != 2:
       raise ValueError(f"tokens must be (batch, length), got shape {tokens.shape}")
     t = tokens.shape[1]
@@ -157,8 +160,7 @@ class BertEncoder(nn.Module):
     segments = jnp.zeros_like(tokens) if segments is None else segments
     mask = jnp.ones(tokens.shape, bool) if mask is None else jnp.asarray(mask).astype(bool)
 
-    x = (self.token_embed(tokens) + self.segment_embed(segments)
-         + self.position_embed(jnp.arange(t))[None])
+    x = self.token_embed(tokens) + self.segment_embed(segments) + self.position_embed(jnp.arange(t))[None]
     x = self.embed_norm(x).astype(self.dtype)
     x = self.embed_dropout(x, deterministic=not train)
     for block in self.blocks:
@@ -190,12 +192,19 @@ class BertForPretraining(nn.Module):
   the P masked positions, so its vocabulary projection costs P, not T, rows per sequence. Logits
   are float32 whatever the compute dtype, ready for a softmax cross-entropy.
   """
+
   encoder: BertEncoder
 
   @nn.compact
-  def __call__(self, tokens: jax.Array, segments: jax.Array | None, mask: jax.Array | None,
-               masked_positions: jax.Array, *,
-               train: bool) -> tuple[tuple[jax.Array, jax.Array], dict[str, jax.Array]]:
+  def __call__(
+    self,
+    tokens: jax.Array,
+    segments: jax.Array | None,
+    mask: jax.Array | None,
+    masked_positions: jax.Array,
+    *,
+    train: bool,
+  ) -> tuple[tuple[jax.Array, jax.Array], dict[str, jax.Array]]:
     if masked_positions.ndim != 2:
       raise ValueError(f"masked_positions must be (batch, P), got shape {masked_positions.shape}")
     enc = self.encoder
@@ -215,14 +224,15 @@ class BertClassifier(nn.Module):
   `__call__(tokens, segments, mask, *, train)` returns (logits (B, num_classes), aux), aux the
   encoder's.
   """
+
   num_classes: int
   encoder: BertEncoder
   dropout: float = 0.1
 
   @nn.compact
-  def __call__(self, tokens: jax.Array, segments: jax.Array | None = None,
-               mask: jax.Array | None = None, *,
-               train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def __call__(
+    self, tokens: jax.Array, segments: jax.Array | None = None, mask: jax.Array | None = None, *, train: bool
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     _, aux = self.encoder(tokens, segments, mask, train=train)
     x = nn.Dropout(self.dropout)(aux["pooled"], deterministic=not train)
     return _dense(self.num_classes, self.encoder.dtype, "head")(x), aux

@@ -19,6 +19,7 @@ Mixed precision as in transformer.py: matmuls in `dtype`, parameters float32, so
 float32. No dropout or drop-path: MAE pre-trains without them; fine-tuning recipes that use drop-path
 need it added here.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,14 +38,14 @@ token_init = nn.initializers.normal(stddev=0.02)
 # The published ViT family (Dosovitskiy et al. 2021, Table 1; Ti and S from Touvron et al. 2021, DeiT;
 # H/14 as MAE's): hidden width, depth, heads. The MLP is 4x wide throughout.
 VIT_SIZES: dict[str, dict[str, int]] = {
-    name: dict(hidden=hidden, depth=depth, heads=heads, mlp_dim=4 * hidden)
-    for name, (hidden, depth, heads) in {
-        "Ti": (192, 12, 3),
-        "S": (384, 12, 6),
-        "B": (768, 12, 12),
-        "L": (1024, 24, 16),
-        "H": (1280, 32, 16),
-    }.items()
+  name: dict(hidden=hidden, depth=depth, heads=heads, mlp_dim=4 * hidden)
+  for name, (hidden, depth, heads) in {
+    "Ti": (192, 12, 3),
+    "S": (384, 12, 6),
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+    "H": (1280, 32, 16),
+  }.items()
 }
 
 _LN_EPS = 1e-6  # timm's ViT (and so MAE's) LayerNorm epsilon.
@@ -55,8 +56,7 @@ def _layer_norm(name: str) -> nn.LayerNorm:
 
 
 def _dense(features: int, dtype: Any, name: str) -> nn.Dense:
-  return nn.Dense(features, dtype=dtype, kernel_init=dense_init, bias_init=nn.initializers.zeros,
-                  name=name)
+  return nn.Dense(features, dtype=dtype, kernel_init=dense_init, bias_init=nn.initializers.zeros, name=name)
 
 
 def patchify(images: jax.Array, patch: int) -> jax.Array:
@@ -75,14 +75,14 @@ def patchify(images: jax.Array, patch: int) -> jax.Array:
   return x.reshape(n, gh * gw, patch * patch * c)
 
 
-def unpatchify(patches: jax.Array, patch: int, channels: int,
-               grid_hw: tuple[int, int]) -> jax.Array:
+def unpatchify(patches: jax.Array, patch: int, channels: int, grid_hw: tuple[int, int]) -> jax.Array:
   """The inverse of `patchify`: (N, gh*gw, patch*patch*channels) -> (N, gh*patch, gw*patch, channels)."""
   gh, gw = grid_hw
   n, length, dim = patches.shape
   if length != gh * gw or dim != patch * patch * channels:
-    raise ValueError(f"patches of shape {patches.shape} do not fit a {gh}x{gw} grid of "
-                     f"{patch}x{patch}x{channels} patches")
+    raise ValueError(
+      f"patches of shape {patches.shape} do not fit a {gh}x{gw} grid of {patch}x{patch}x{channels} patches"
+    )
   x = patches.reshape(n, gh, gw, patch, patch, channels).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(n, gh * patch, gw * patch, channels)
 
@@ -104,16 +104,16 @@ def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
   """
   if dim % 4:
     raise ValueError(f"sin-cos position embedding needs dim divisible by 4, got {dim}")
-  rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64),
-                           indexing="ij")
+  rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64), indexing="ij")
   emb = np.concatenate([_sincos_1d(dim // 2, cols), _sincos_1d(dim // 2, rows)], axis=1)
   emb = emb.astype(np.float32)
   emb.flags.writeable = False
   return emb
 
 
-def random_masking(rng: jax.Array, batch: int, num_patches: int,
-                   mask_ratio: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+def random_masking(
+  rng: jax.Array, batch: int, num_patches: int, mask_ratio: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """MAE's per-example random masking: keep a random L_keep of the L patches of each example.
 
   Each row's patches are shuffled by the argsort of uniform noise; the first L_keep of the shuffle are
@@ -148,6 +148,7 @@ class SelfAttention(nn.Module):
   Fused, not separate q/k/v: xavier_uniform's bound depends on the kernel's fan-out, and MAE draws the
   (H, 3H) qkv kernel as one matrix.
   """
+
   hidden: int
   heads: int
   dtype: Any = jnp.float32
@@ -170,6 +171,7 @@ class SelfAttention(nn.Module):
 
 class MLP(nn.Module):
   """fc2(gelu(fc1(x))), timm's `Mlp`; its own scope so the names read blocks_i/mlp/fc1 as in MAE."""
+
   hidden: int
   mlp_dim: int
   dtype: Any = jnp.float32
@@ -183,6 +185,7 @@ class MLP(nn.Module):
 
 class ViTBlock(nn.Module):
   """The pre-LN block: x = x + attn(LN(x)); x = x + mlp(LN(x))."""
+
   hidden: int
   heads: int
   mlp_dim: int
@@ -220,6 +223,7 @@ class ViT(nn.Module):
     dtype: computation dtype; parameters stay float32.
     pool: 'cls' or 'mean'.
   """
+
   patch_size: int
   hidden: int
   depth: int
@@ -229,8 +233,9 @@ class ViT(nn.Module):
   pool: str = "cls"
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool,
-               keep_idx: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def __call__(
+    self, images: jax.Array, *, train: bool, keep_idx: jax.Array | None = None
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     del train  # No dropout or drop-path (see the module docstring); kept for the common interface.
     if self.pool not in ("cls", "mean"):
       raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}")
@@ -278,6 +283,7 @@ class MAE(nn.Module):
 
   MAE's ViT-B/L/H decoder is the default: 512 wide, 8 deep, 16 heads, MLP 4x.
   """
+
   encoder: ViT
   decoder_hidden: int = 512
   decoder_depth: int = 8
@@ -285,22 +291,24 @@ class MAE(nn.Module):
   decoder_mlp_dim: int | None = None
 
   @nn.compact
-  def __call__(self, images: jax.Array, keep_idx: jax.Array, restore_idx: jax.Array, *,
-               train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def __call__(
+    self, images: jax.Array, keep_idx: jax.Array, restore_idx: jax.Array, *, train: bool
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     enc = self.encoder
     n, h, w, c = images.shape
     p = enc.patch_size
     gh, gw = h // p, w // p
     if restore_idx.shape != (n, gh * gw):
-      raise ValueError(f"restore_idx must be (batch, L) = {(n, gh * gw)} for images {images.shape} "
-                       f"and patch {p}, got shape {restore_idx.shape}")
+      raise ValueError(
+        f"restore_idx must be (batch, L) = {(n, gh * gw)} for images {images.shape} "
+        f"and patch {p}, got shape {restore_idx.shape}"
+      )
     _, aux = enc(images, train=train, keep_idx=keep_idx)
     d = self.decoder_hidden
     x = _dense(d, enc.dtype, "decoder_embed")(aux["tokens"])
     mask_token = self.param("mask_token", token_init, (1, 1, d), jnp.float32)
     removed = gh * gw - keep_idx.shape[1]
-    patches = jnp.concatenate(
-        [x[:, 1:], jnp.broadcast_to(mask_token.astype(x.dtype), (n, removed, d))], axis=1)
+    patches = jnp.concatenate([x[:, 1:], jnp.broadcast_to(mask_token.astype(x.dtype), (n, removed, d))], axis=1)
     patches = _gather_tokens(patches, restore_idx)
     patches = patches + jnp.asarray(sincos_pos_embed_2d(d, gh, gw), x.dtype)[None]
     x = jnp.concatenate([x[:, :1], patches], axis=1)

@@ -32,9 +32,18 @@ def test_finetuning_learns_and_is_reproducible():
   x, y = _blobs(400, 0)
   tx, ty = _blobs(203, 1)  # not a multiple of the batch: the padded last batch must not count
   params = _model.init(jax.random.PRNGKey(0), x[:2], train=False)["params"]
-  run = lambda steps, seed: finetune.finetune_top1(params=params, apply=_apply, train_x={"x": x}, train_y=y,
-                                                   test_x={"x": tx}, test_y=ty, steps=steps, batch_size=32,
-                                                   learning_rate=1e-2, seed=seed)
+  run = lambda steps, seed: finetune.finetune_top1(
+    params=params,
+    apply=_apply,
+    train_x={"x": x},
+    train_y=y,
+    test_x={"x": tx},
+    test_y=ty,
+    steps=steps,
+    batch_size=32,
+    learning_rate=1e-2,
+    seed=seed,
+  )
   untrained = np.mean(np.argmax(np.asarray(_apply(params, {}, {"x": tx}, train=False, rng=None)[0]), -1) == ty)
   trained = run(200, 0)
   assert trained["top1"] > 0.95 > untrained + 0.2

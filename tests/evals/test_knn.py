@@ -1,4 +1,5 @@
 """Tests for ssljax.evals.knn against a float64 brute-force reference."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -47,8 +48,10 @@ def test_matches_bruteforce_reference(random_data, k, temperature):
 def test_chunking_does_not_change_predictions(random_data):
   train_x, train_y, test_x = random_data
   kwargs = dict(num_classes=4, k=10, temperature=0.1)
-  np.testing.assert_array_equal(knn_predict(train_x, train_y, test_x, chunk_size=7, **kwargs),
-                                knn_predict(train_x, train_y, test_x, chunk_size=1000, **kwargs))
+  np.testing.assert_array_equal(
+    knn_predict(train_x, train_y, test_x, chunk_size=7, **kwargs),
+    knn_predict(train_x, train_y, test_x, chunk_size=1000, **kwargs),
+  )
 
 
 def test_nearest_neighbors_match_reference(random_data):

@@ -1,11 +1,16 @@
 """Tests for ssljax.evals.linear: probe accuracy, optimality against scipy, splits."""
+
 import numpy as np
 import pytest
 import scipy.optimize
 import scipy.special
 
-from ssljax.evals.linear import (fit_logistic_regression, label_fraction_indices, linear_probe,
-                                 logistic_regression_objective)
+from ssljax.evals.linear import (
+  fit_logistic_regression,
+  label_fraction_indices,
+  linear_probe,
+  logistic_regression_objective,
+)
 
 
 def _objective64(w, b, x, y, l2):
@@ -43,11 +48,12 @@ def test_lbfgs_reaches_the_scipy_optimum(overlapping, mixing):
   params, value, _ = fit_logistic_regression(x, y, num_classes=c, l2=l2)  # default tolerance
 
   def fun(theta):
-    value, grad_w, grad_b = _objective64(theta[:c * d].reshape(c, d), theta[c * d:], x, y, l2)
+    value, grad_w, grad_b = _objective64(theta[: c * d].reshape(c, d), theta[c * d :], x, y, l2)
     return value, np.concatenate([grad_w.ravel(), grad_b])
 
-  ref = scipy.optimize.minimize(fun, np.zeros(c * d + c), jac=True, method="L-BFGS-B",
-                                options=dict(gtol=1e-12, ftol=1e-15, maxiter=10_000))
+  ref = scipy.optimize.minimize(
+    fun, np.zeros(c * d + c), jac=True, method="L-BFGS-B", options=dict(gtol=1e-12, ftol=1e-15, maxiter=10_000)
+  )
   ours64, _, _ = _objective64(params["w"].astype(np.float64), params["b"], x, y, l2)
   assert ref.success
   assert abs(ours64 - ref.fun) < 1e-4
@@ -91,8 +97,7 @@ def test_random_labels_score_near_chance():
 @pytest.mark.filterwarnings("ignore:linear_probe chose")
 def test_probe_is_deterministic():
   x, y = _blobs(np.random.default_rng(4), 1200, 32, 10, spread=0.4)
-  run = lambda seed: linear_probe(*_split(x, y), num_classes=10, l2_grid=(1e-3, 1e-2, 1e-1),
-                                  seed=seed)
+  run = lambda seed: linear_probe(*_split(x, y), num_classes=10, l2_grid=(1e-3, 1e-2, 1e-1), seed=seed)
   first = run(0)
   assert first == run(0)
   assert set(first) >= {"top1", "l2", "val_top1"}

@@ -1,4 +1,5 @@
 """Tests for ssljax.evals.ngram against a plain dict-based modified Kneser-Ney in float64."""
+
 from __future__ import annotations
 
 import collections
@@ -8,8 +9,14 @@ import numpy as np
 import pytest
 
 from ssljax.evals import ngram
-from ssljax.evals.ngram import (FALLBACK_DISCOUNTS, conditional_distribution, fit_kneser_ney,
-                                log_prob, perplexity, token_log_probs)
+from ssljax.evals.ngram import (
+  FALLBACK_DISCOUNTS,
+  conditional_distribution,
+  fit_kneser_ney,
+  log_prob,
+  perplexity,
+  token_log_probs,
+)
 
 BOS, EOS = "<s>", "</s>"
 
@@ -23,7 +30,7 @@ def _reference_model(train, order, vocab_size, discounts=None):
   for seq in train:
     padded = [BOS] * (order - 1) + [int(t) for t in seq] + [EOS]
     for i in range(order - 1, len(padded)):
-      top[tuple(padded[i - order + 1:i + 1])] += 1
+      top[tuple(padded[i - order + 1 : i + 1])] += 1
   counts = {order: dict(top)}
   for k in range(order - 1, 0, -1):  # continuation counts: distinct left extensions
     cont = collections.Counter()
@@ -54,7 +61,7 @@ def _reference_model(train, order, vocab_size, discounts=None):
   def prob(history, w):
     p = 1.0 / (vocab_size + 1)  # uniform over tokens and </s>
     for k in range(1, order + 1):
-      h = tuple(history[len(history) - (k - 1):]) if k > 1 else ()
+      h = tuple(history[len(history) - (k - 1) :]) if k > 1 else ()
       if h in contexts[k]:
         total, gamma = contexts[k][h]
         c = counts[k].get(h + (w,), 0)
@@ -70,15 +77,14 @@ def _reference_probs(prob, sequences, order):
   for seq in sequences:
     padded = [BOS] * (order - 1) + [int(t) for t in seq] + [EOS]
     for i in range(order - 1, len(padded)):
-      out.append(prob(padded[i - order + 1:i], padded[i]))
+      out.append(prob(padded[i - order + 1 : i], padded[i]))
   return np.array(out)
 
 
 def _skewed_sequences(rng, num, max_len, vocab):
   """Zipf-ish tokens with some repetition, so the counts have 1s, 2s, 3s and more."""
   weights = 1.0 / np.arange(1, vocab + 1)
-  return [rng.choice(vocab, rng.integers(0, max_len), p=weights / weights.sum())
-          for _ in range(num)]
+  return [rng.choice(vocab, rng.integers(0, max_len), p=weights / weights.sum()) for _ in range(num)]
 
 
 def _markov_sequences(rng, num, length, vocab, alpha=0.1):
@@ -125,8 +131,7 @@ def test_matches_dict_reference(tiny, order, discounts):
 
 def test_reference_comparison_covers_both_discount_paths(tiny):
   train, _, vocab = tiny
-  rows = np.concatenate([fit_kneser_ney(train, order=o, vocab_size=vocab).discounts
-                         for o in (1, 2, 3, 4)])
+  rows = np.concatenate([fit_kneser_ney(train, order=o, vocab_size=vocab).discounts for o in (1, 2, 3, 4)])
   fallback = np.all(rows == FALLBACK_DISCOUNTS, axis=1)
   assert fallback.any() and not fallback.all()
 
@@ -138,8 +143,7 @@ def test_matches_reference_with_sparse_ids_in_a_large_vocab():
   held = [ids[s] for s in _skewed_sequences(rng, 5, 25, 15)] + [np.array([999_999, 0])]
   prob, _ = _reference_model(train, 3, 1_000_000)
   model = fit_kneser_ney(train, order=3, vocab_size=1_000_000)
-  np.testing.assert_allclose(np.exp(token_log_probs(model, held)), _reference_probs(prob, held, 3),
-                             rtol=1e-10, atol=0)
+  np.testing.assert_allclose(np.exp(token_log_probs(model, held)), _reference_probs(prob, held, 3), rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
@@ -220,8 +224,11 @@ def test_rank_paths_agree_with_np_unique():
 
 def test_bad_inputs_raise_clear_errors():
   good = [np.array([0, 1, 2, 1])]
-  with pytest.raises(ValueError, match=r"sequences\[1\]\[2\] is token id 5, outside \[0, "
-                                       r"vocab_size=5\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"sequences\[1\]\[2\] is token id 5, outside \[0, "
+    r"vocab_size=5\)",
+  ):
     fit_kneser_ney([np.array([1]), np.array([0, 1, 5])], vocab_size=5)
   with pytest.raises(ValueError, match="token id -1"):
     fit_kneser_ney([np.array([0, -1])], vocab_size=5)

@@ -1,4 +1,5 @@
 """Tests for ssljax.evals.plots: files are valid PNGs and the returned images match them."""
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -24,8 +25,9 @@ def test_tsne_plot_writes_png(tmp_path):
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 3, 150)
   features = rng.normal(size=(150, 16)) + 4 * np.eye(16)[labels]
-  path, image = tsne_plot(features, labels, tmp_path / "sub" / "tsne.png", max_points=100,
-                          class_names=["zero", "one", "two"], title="t-SNE")
+  path, image = tsne_plot(
+    features, labels, tmp_path / "sub" / "tsne.png", max_points=100, class_names=["zero", "one", "two"], title="t-SNE"
+  )
   assert path == str(tmp_path / "sub" / "tsne.png")
   _check_png(path, image, min_side=300)
 
@@ -37,9 +39,13 @@ def test_neighbors_plot_writes_png(tmp_path, channels, dtype):
   if dtype == np.uint8:
     queries, neighbors = (queries * 255).astype(np.uint8), (neighbors * 255).astype(np.uint8)
   path, image = neighbors_plot(
-      queries.astype(dtype), {"SimCLR": neighbors, "random init": neighbors[:, ::-1]},
-      tmp_path / "nn.png", title="neighbours", query_labels=np.arange(3),
-      neighbor_labels_by_name={"SimCLR": np.zeros((3, 4), int), "random init": np.ones((3, 4), int)})
+    queries.astype(dtype),
+    {"SimCLR": neighbors, "random init": neighbors[:, ::-1]},
+    tmp_path / "nn.png",
+    title="neighbours",
+    query_labels=np.arange(3),
+    neighbor_labels_by_name={"SimCLR": np.zeros((3, 4), int), "random init": np.ones((3, 4), int)},
+  )
   _check_png(path, image)
   # Two blocks of three rows: taller than wide with five columns.
   assert image.shape[0] > image.shape[1]
@@ -50,8 +56,7 @@ def test_neighbors_plot_writes_png(tmp_path, channels, dtype):
 
 def test_neighbors_plot_rejects_mismatched_shapes(tmp_path):
   with pytest.raises(ValueError, match="SimCLR"):
-    neighbors_plot(np.zeros((2, 8, 8, 1)), {"SimCLR": np.zeros((3, 4, 8, 8, 1))},
-                   tmp_path / "nn.png")
+    neighbors_plot(np.zeros((2, 8, 8, 1)), {"SimCLR": np.zeros((3, 4, 8, 8, 1))}, tmp_path / "nn.png")
 
 
 def test_perplexity_by_source_writes_png(tmp_path):
@@ -63,8 +68,11 @@ def test_perplexity_by_source_writes_png(tmp_path):
 def test_side_by_side_writes_one_column_per_set_and_nothing_partial(tmp_path):
   rng = np.random.default_rng(2)
   original = rng.random((4, 12, 12, 3)).astype(np.float32)
-  path, image = side_by_side({"original": original, "masked": original * 0.5,
-                              "output": (original * 255).astype(np.uint8)}, tmp_path / "recon.png", title="MAE")
+  path, image = side_by_side(
+    {"original": original, "masked": original * 0.5, "output": (original * 255).astype(np.uint8)},
+    tmp_path / "recon.png",
+    title="MAE",
+  )
   _check_png(path, image)
   assert image.shape[0] > image.shape[1]  # four rows, three columns
   assert sorted(p.name for p in tmp_path.iterdir()) == ["recon.png"]

@@ -1,5 +1,6 @@
 """Tests for ssljax.evals.words: gensim-exact analogy and word-similarity scores, the POS probe,
 nearest neighbours and the countries-and-capitals plot."""
+
 import math
 
 import matplotlib.pyplot as plt
@@ -8,13 +9,27 @@ import pytest
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 
-from ssljax.evals.words import (COUNTRY_CAPITAL_PAIRS, analogy_accuracy, nearest_neighbors,
-                                pos_probe, read_analogies, read_pos_labels, read_word_pairs,
-                                similarity_spearman, words_pca_plot)
+from ssljax.evals.words import (
+  COUNTRY_CAPITAL_PAIRS,
+  analogy_accuracy,
+  nearest_neighbors,
+  pos_probe,
+  read_analogies,
+  read_pos_labels,
+  read_word_pairs,
+  similarity_spearman,
+  words_pca_plot,
+)
 
 # Six concepts, each with a male and a female word: vector = e_concept + e_male or + e_female.
-_CONCEPTS = [("man", "woman"), ("king", "queen"), ("boy", "girl"), ("father", "mother"),
-             ("son", "daughter"), ("husband", "wife")]
+_CONCEPTS = [
+  ("man", "woman"),
+  ("king", "queen"),
+  ("boy", "girl"),
+  ("father", "mother"),
+  ("son", "daughter"),
+  ("husband", "wife"),
+]
 
 
 def _write(tmp_path, name: str, text: str) -> str:
@@ -38,8 +53,7 @@ def _gender_vocab() -> tuple[np.ndarray, list[str]]:
 
 def _gender_questions(*, wrong: bool = False) -> str:
   # With `wrong`, d is the male word of concept j: the model answers the female one.
-  return "".join(f"{mi} {fi} {mj} {mj if wrong else fj}\n"
-                 for mi, fi in _CONCEPTS for mj, fj in _CONCEPTS if mi != mj)
+  return "".join(f"{mi} {fi} {mj} {mj if wrong else fj}\n" for mi, fi in _CONCEPTS for mj, fj in _CONCEPTS if mi != mj)
 
 
 def _reference_analogies(vectors, words, sections, restrict_vocab, case_insensitive=True):
@@ -80,8 +94,9 @@ def _reference_analogies(vectors, words, sections, restrict_vocab, case_insensit
 
 def test_exact_analogies_all_correct_and_wrong_answers_none(tmp_path):
   vectors, words = _gender_vocab()
-  path = _write(tmp_path, "q.txt", ": family\n" + _gender_questions() +
-                ": gram-family-wrong\n" + _gender_questions(wrong=True))
+  path = _write(
+    tmp_path, "q.txt", ": family\n" + _gender_questions() + ": gram-family-wrong\n" + _gender_questions(wrong=True)
+  )
   result = analogy_accuracy(vectors, words, path)
   assert result["sections"] == {"family": 1.0, "gram-family-wrong": 0.0}
   assert (result["semantic"], result["syntactic"], result["total"]) == (1.0, 0.0, 0.5)
@@ -93,8 +108,11 @@ def test_semantic_and_syntactic_split_by_gram_prefix(tmp_path):
   vectors, words = _gender_vocab()
   right, wrong = _gender_questions(), _gender_questions(wrong=True)
   # gensim's rule, not position: a 'gram' section first, a semantic one after the syntactic ones.
-  path = _write(tmp_path, "q.txt", f": gram1-x\n{wrong}: family\n{right}: grammar\n{wrong}"
-                f": gram3-y\n{right}: capital-empty\n: zzz\n{right}")
+  path = _write(
+    tmp_path,
+    "q.txt",
+    f": gram1-x\n{wrong}: family\n{right}: grammar\n{wrong}: gram3-y\n{right}: capital-empty\n: zzz\n{right}",
+  )
   result = analogy_accuracy(vectors, words, path)
   assert result["semantic"] == 1.0  # family + zzz
   assert result["syntactic"] == pytest.approx(30 / 90)  # gram1-x + grammar + gram3-y
@@ -155,12 +173,14 @@ def test_case_insensitive_upper_cases_as_gensim(tmp_path):
 
 def test_malformed_lines_are_counted_and_bad_files_rejected(tmp_path):
   vectors, words = _gender_vocab()
-  path = _write(tmp_path, "q.txt", ": s\nman woman boy girl\nman woman boy\n\n"
-                "man woman boy girl king\n:gram-t\nking queen boy girl\n")
+  path = _write(
+    tmp_path,
+    "q.txt",
+    ": s\nman woman boy girl\nman woman boy\n\nman woman boy girl king\n:gram-t\nking queen boy girl\n",
+  )
   sections, malformed = read_analogies(path)
   assert malformed == 3
-  assert sections == [("s", [("man", "woman", "boy", "girl")]),
-                      ("gram-t", [("king", "queen", "boy", "girl")])]
+  assert sections == [("s", [("man", "woman", "boy", "girl")]), ("gram-t", [("king", "queen", "boy", "girl")])]
   result = analogy_accuracy(vectors, words, path)
   assert (result["malformed_lines"], result["questions"], result["total"]) == (3, 2, 1.0)
 
@@ -241,8 +261,7 @@ def structured_vocab():
   vectors = np.array([vecs[w] if w in vecs else rng.normal(size=dim) for w in words], np.float32)
   copies = np.arange(0, 400, 4)
   words += [words[i].capitalize() for i in copies]
-  vectors = np.concatenate([vectors, vectors[copies] + 0.01 * rng.normal(size=(len(copies), dim))
-                            .astype(np.float32)])
+  vectors = np.concatenate([vectors, vectors[copies] + 0.01 * rng.normal(size=(len(copies), dim)).astype(np.float32)])
   order = rng.permutation(len(words))
   vectors, words = vectors[order], [words[i] for i in order]
   keyed = KeyedVectors(dim)
@@ -254,23 +273,23 @@ def structured_vocab():
 def test_analogies_match_gensim(structured_vocab, case_insensitive):
   vectors, words, keyed = structured_vocab
   path = datapath("questions-words.txt")
-  score, sections = keyed.evaluate_word_analogies(path, restrict_vocab=1500,
-                                                  case_insensitive=case_insensitive)
-  result = analogy_accuracy(vectors, words, path, restrict_vocab=1500,
-                            case_insensitive=case_insensitive)
+  score, sections = keyed.evaluate_word_analogies(path, restrict_vocab=1500, case_insensitive=case_insensitive)
+  result = analogy_accuracy(vectors, words, path, restrict_vocab=1500, case_insensitive=case_insensitive)
   total = sections.pop()
   assert result["total"] == score
   assert 0.2 < score < 0.8  # a mix of right and wrong answers, so agreement means something
   assert result["correct"] == len(total["correct"])
   assert result["questions"] == len(total["correct"]) + len(total["incorrect"])
   assert result["sections"] == {
-      s["section"]: (len(s["correct"]) / (len(s["correct"]) + len(s["incorrect"]))
-                     if s["correct"] or s["incorrect"] else 0.0) for s in sections}
+    s["section"]: (
+      len(s["correct"]) / (len(s["correct"]) + len(s["incorrect"])) if s["correct"] or s["incorrect"] else 0.0
+    )
+    for s in sections
+  }
   semantic = [s for s in sections if not s["section"].startswith("gram")]
   assert len(semantic) == 5
   sem_correct = sum(len(s["correct"]) for s in semantic)
-  assert result["semantic"] == sem_correct / sum(len(s["correct"]) + len(s["incorrect"])
-                                                 for s in semantic)
+  assert result["semantic"] == sem_correct / sum(len(s["correct"]) + len(s["incorrect"]) for s in semantic)
 
 
 @pytest.mark.parametrize("name", ["wordsim353.tsv", "simlex999.txt"])
@@ -294,8 +313,18 @@ def test_spearman_matches_float64_reference_with_ties(tmp_path):
   rng = np.random.default_rng(1)
   vectors = rng.normal(size=(12, 6)).astype(np.float32)
   words = [f"w{i}" for i in range(12)]
-  pairs = [(0, 1, 3.0), (2, 3, 3.0), (4, 5, 7.5), (0, 1, 1.0), (6, 7, 3.0), (8, 9, 0.5),
-           (10, 11, 7.5), (1, 4, 2.0), (3, 3, 9.0), (5, 10, 2.0)]  # ties in both columns
+  pairs = [
+    (0, 1, 3.0),
+    (2, 3, 3.0),
+    (4, 5, 7.5),
+    (0, 1, 1.0),
+    (6, 7, 3.0),
+    (8, 9, 0.5),
+    (10, 11, 7.5),
+    (1, 4, 2.0),
+    (3, 3, 9.0),
+    (5, 10, 2.0),
+  ]  # ties in both columns
   lines = ["# a comment", "# w0\tw1\t5"]
   lines += [f"{'W' if n % 3 == 0 else 'w'}{a}\tw{b}\t{s}" for n, (a, b, s) in enumerate(pairs)]
   lines += ["w0\tunknown\t4.0", "w0\tw1", "w0\tw1\tmuch", "w0\tw1\t1\textra", ""]
@@ -344,8 +373,7 @@ def _pos_setup(tmp_path):
 @pytest.mark.filterwarnings("ignore:linear_probe chose")  # noise vectors want the strongest l2
 def test_pos_probe_decodable_vs_random(tmp_path):
   path, words, labels = _pos_setup(tmp_path)
-  assert read_pos_labels(path) == {**dict(zip(words[:360], labels)),
-                                   **{f"other{i}": "adv" for i in range(30)}}
+  assert read_pos_labels(path) == {**dict(zip(words[:360], labels)), **{f"other{i}": "adv" for i in range(30)}}
   rng = np.random.default_rng(1)
   classes = ["adj", "noun", "verb"]
   class_ids = np.array([classes.index(p) for p in labels] + [0] * 40)
@@ -397,9 +425,7 @@ def test_words_pca_plot(tmp_path):
 
   four = ["china", "beijing", "japan", "tokyo"]
   with pytest.raises(ValueError, match="lisbon"):
-    words_pca_plot(vectors[:4], four, tmp_path / "x.png",
-                   pairs=[("china", "beijing"), ("portugal", "lisbon")])
+    words_pca_plot(vectors[:4], four, tmp_path / "x.png", pairs=[("china", "beijing"), ("portugal", "lisbon")])
   assert not (tmp_path / "x.png").exists()
-  path, _ = words_pca_plot(vectors[:4], four, tmp_path / "two.png",
-                           pairs=[("china", "beijing"), ("japan", "tokyo")])
+  path, _ = words_pca_plot(vectors[:4], four, tmp_path / "two.png", pairs=[("china", "beijing"), ("japan", "tokyo")])
   assert path.endswith("two.png")

@@ -10,7 +10,6 @@ from ssljax import config as config_lib
 from ssljax import methods, optim, train
 from ssljax.data import images
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -34,12 +33,20 @@ def _train(config_spec: str, steps: int, *, examples: int = 1024, **overrides):
   method = methods.get_method(config.method)
   split = images.load_split(config.data, "train", examples)
   stream = split.stream(batch_size=config.batch_size, seed=0, start_step=0)
-  params, method_state = method.init(config, jax.random.PRNGKey(0), split.example_batch(config.batch_size),
-                                     data=split)
-  tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=steps,
-                                      steps_per_epoch=split.steps_per_epoch(config.batch_size))
-  state = train.TrainState(step=np.zeros((), np.int32), params=params, opt_state=tx.init(params),
-                           method_state=method_state, rng=jax.random.PRNGKey(1))
+  params, method_state = method.init(config, jax.random.PRNGKey(0), split.example_batch(config.batch_size), data=split)
+  tx, schedule = optim.make_optimizer(
+    config.optim,
+    batch_size=config.batch_size,
+    total_steps=steps,
+    steps_per_epoch=split.steps_per_epoch(config.batch_size),
+  )
+  state = train.TrainState(
+    step=np.zeros((), np.int32),
+    params=params,
+    opt_state=tx.init(params),
+    method_state=method_state,
+    rng=jax.random.PRNGKey(1),
+  )
   step = jax.jit(train.make_train_step(method, config, tx, schedule))
   history = []
   for _ in range(steps):

@@ -6,10 +6,10 @@ import os
 
 import jax
 import jax.numpy as jnp
+import launcher
 import numpy as np
 import pytest
 
-import launcher
 from ssljax import color, optim, train
 from ssljax.config import ConfigError
 from ssljax.data import images
@@ -29,6 +29,7 @@ def _init(config, batch):
 
 
 # ----------------------------------------------------------------------------------------------------- views
+
 
 def test_lab_view_is_normalized_skimage_lab_and_gray_images_have_no_colour():
   skcolor = pytest.importorskip("skimage.color")
@@ -64,6 +65,7 @@ def test_bad_mode_and_loss_are_config_errors(config_of):
 
 # ---------------------------------------------------------------------------------------------------- models
 
+
 @pytest.mark.parametrize("loss", ["classification", "regression"])
 def test_split_brain_features_are_the_two_halves_concatenated(config_of, loss):
   config = config_of("configs/colorization.py:tiny")
@@ -97,10 +99,15 @@ def test_the_suite_can_lift_and_fine_tune_the_split_brain_encoder(config_of):
   @jax.jit
   def finetune_logits(params, state):
     fresh = classifier.init(jax.random.PRNGKey(1), colorization.eval_view(gray, config), train=False)
-    logits, _ = classifier.apply({"params": {"encoder": params["encoder"], "head": fresh["params"]["head"]},
-                                  "batch_stats": {"encoder": state["batch_stats"]["encoder"]}},
-                                 colorization.finetune_view(gray, jax.random.PRNGKey(2), config), train=True,
-                                 mutable=["batch_stats"])
+    logits, _ = classifier.apply(
+      {
+        "params": {"encoder": params["encoder"], "head": fresh["params"]["head"]},
+        "batch_stats": {"encoder": state["batch_stats"]["encoder"]},
+      },
+      colorization.finetune_view(gray, jax.random.PRNGKey(2), config),
+      train=True,
+      mutable=["batch_stats"],
+    )
     return logits
 
   logits = finetune_logits(params, state)
@@ -119,13 +126,19 @@ def test_soft_targets_and_point_estimates():
 
 # -------------------------------------------------------------------------------------------------- learning
 
+
 def _trained(config, steps):
   split = images.load_split(config.data, "train", config.data.max_train_examples)
   params, state = _init(config, split.example_batch(config.batch_size))
-  tx, schedule = optim.make_optimizer(config.optim, batch_size=config.batch_size, total_steps=steps,
-                                      steps_per_epoch=split.steps_per_epoch(config.batch_size))
-  ts = train.TrainState(step=np.zeros((), np.int32), params=params, opt_state=tx.init(params),
-                        method_state=state, rng=jax.random.PRNGKey(1))
+  tx, schedule = optim.make_optimizer(
+    config.optim,
+    batch_size=config.batch_size,
+    total_steps=steps,
+    steps_per_epoch=split.steps_per_epoch(config.batch_size),
+  )
+  ts = train.TrainState(
+    step=np.zeros((), np.int32), params=params, opt_state=tx.init(params), method_state=state, rng=jax.random.PRNGKey(1)
+  )
   step = jax.jit(train.make_train_step(colorization, config, tx, schedule))
   stream = split.stream(batch_size=config.batch_size, seed=0, start_step=0)
   history = []
@@ -155,6 +168,7 @@ def test_a_few_dozen_steps_beat_predicting_gray_on_held_out_crops(config_of, mod
 
 # ------------------------------------------------------------------------------------------- data and evals
 
+
 def test_evals_data_replaces_the_training_data_in_the_suite(config_of):
   config = config_of("configs/colorization.py:tiny")
   photos = images.load_split(config.data, "train", config.data.max_train_examples)
@@ -167,8 +181,9 @@ def test_evals_data_replaces_the_training_data_in_the_suite(config_of):
 
 
 def test_grayscale_training_data_is_refused_in_one_line_naming_it(tmp_path):
-  rc, out, err = launcher.run_cli("configs/colorization.py:tiny", tmp_path, "data.name=fashion_mnist",
-                                  f"data.path={FMNIST}")
+  rc, out, err = launcher.run_cli(
+    "configs/colorization.py:tiny", tmp_path, "data.name=fashion_mnist", f"data.path={FMNIST}"
+  )
   assert rc == 2
   lines = err.strip().splitlines()
   assert len(lines) == 1 and "data.name='fashion_mnist'" in lines[0] and "colour" in lines[0], err[-2000:]

@@ -6,15 +6,15 @@ import os
 
 import jax
 import jax.numpy as jnp
+import launcher
 import numpy as np
 import pytest
 
-import launcher
 from ssljax.config import ConfigError
 from ssljax.methods import inpainting
 
-
 # ------------------------------------------------------------------------------------------------------ masks
+
 
 def test_center_mask_is_the_central_square_of_half_the_side():
   masks = np.asarray(inpainting.draw_masks(jax.random.PRNGKey(0), 3, 28, kind="center"))
@@ -66,6 +66,7 @@ def test_bad_mask_names_and_images_too_small_are_config_errors(config_of):
 
 
 # --------------------------------------------------------------------------------------------------- baseline
+
 
 def test_context_mean_fill_fills_the_hole_with_the_mean_of_the_context():
   images = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 1)
@@ -122,6 +123,7 @@ def test_init_keeps_the_encoder_where_the_evals_read_it(config_of):
 
 
 # --------------------------------------------------------------------------------------------------- learning
+
 
 def test_the_step_learns_to_beat_filling_the_hole_with_the_context_mean(train_steps):
   # 40 steps of 64 on 2048 images: most batches are new to the model when it is measured.

@@ -4,10 +4,10 @@ import os
 
 import jax
 import jax.numpy as jnp
+import launcher
 import numpy as np
 import pytest
 
-import launcher
 from ssljax.config import ConfigError
 from ssljax.methods import jigsaw
 

@@ -2,15 +2,14 @@
 
 import jax
 import jax.numpy as jnp
+import launcher
 import numpy as np
 import pytest
 
-import launcher
 from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.data import images
 from ssljax.methods import mae
-from ssljax.models import vit
 
 
 def test_the_step_learns_to_fill_hidden_patches(train_steps, config_of):
@@ -40,14 +39,18 @@ def test_reconstruction_picture_keeps_visible_patches_and_greys_hidden_ones(conf
   hidden = np.abs(out["masked"] - 0.5).reshape(4, 28 // p, p, 28 // p, p).max(axis=(2, 4)) == 0
   assert 0.6 < hidden.mean() <= 0.8  # 75% hidden (blank patches of the original may also read as grey)
   visible = np.repeat(np.repeat(~hidden, p, 1), p, 2)[..., None]
-  np.testing.assert_allclose(np.where(visible, out["reconstruction"], 0), np.where(visible, out["original"], 0),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    np.where(visible, out["reconstruction"], 0), np.where(visible, out["original"], 0), atol=1e-5
+  )
 
 
-@pytest.mark.parametrize("override, message", [
+@pytest.mark.parametrize(
+  "override, message",
+  [
     ("mae.mask_ratio=1.0", "mae.mask_ratio=1.0 must be in (0, 1)"),
     ("mae.patch_size=5", "data.image_size=28 is not divisible by mae.patch_size=5"),
-])
+  ],
+)
 def test_bad_geometry_is_one_line_and_writes_nothing(tmp_path, override, message):
   rc, out, err = launcher.run_cli("configs/mae.py:tiny", tmp_path / "w", override)
   assert rc != 0 and err.strip().splitlines()[-1] == f"error: {message}"

@@ -4,9 +4,9 @@ import json
 import os
 
 import jax.numpy as jnp
+import launcher
 import numpy as np
 
-import launcher
 from ssljax.methods import rotation
 
 
@@ -15,8 +15,8 @@ def test_every_image_appears_at_all_four_rotations_with_its_label():
   rotated, labels = rotation.rotate_all(jnp.asarray(images))
   assert rotated.shape == (12, 5, 5, 2)
   for k in range(4):
-    np.testing.assert_array_equal(np.asarray(rotated[3 * k:3 * (k + 1)]), np.rot90(images, k, axes=(1, 2)))
-    assert (np.asarray(labels[3 * k:3 * (k + 1)]) == k).all()
+    np.testing.assert_array_equal(np.asarray(rotated[3 * k : 3 * (k + 1)]), np.rot90(images, k, axes=(1, 2)))
+    assert (np.asarray(labels[3 * k : 3 * (k + 1)]) == k).all()
 
 
 def test_the_step_learns_to_tell_rotations_apart(train_steps):

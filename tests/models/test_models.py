@@ -1,4 +1,5 @@
 """Tests for ssljax.models: encoders, the patch convolution, heads and the registry."""
+
 import re
 
 import flax.linen as nn
@@ -6,11 +7,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ssljax import models
-from ssljax.models import (LinearClassifier, PatchConv, ProjectionHead, ResNet, ResNet18, ResNet50,
-                           SmallCNN, get_encoder, grid_average_pool)
+from ssljax.models import (
+  LinearClassifier,
+  PatchConv,
+  ProjectionHead,
+  ResNet,
+  ResNet18,
+  ResNet50,
+  SmallCNN,
+  get_encoder,
+  grid_average_pool,
+)
 
 # threefry's normal sampler takes seconds to compile here, per kernel shape; RBG keys compile in a blink.
 KEY = jax.random.key(0, impl="unsafe_rbg")
@@ -61,22 +72,28 @@ def test_grid_average_pool():
   np.testing.assert_allclose(grid_average_pool(x, 2), [[2.0, 3.0, 5.0, 6.0]])
 
 
-@pytest.mark.parametrize("factory, expected", [
+@pytest.mark.parametrize(
+  "factory, expected",
+  [
     (ResNet18, 11_689_512 - (512 * 1000 + 1000)),  # torchvision resnet18 minus fc
     (ResNet50, 25_557_032 - (2048 * 1000 + 1000)),  # torchvision resnet50 minus fc
-])
+  ],
+)
 def test_resnet_param_count_matches_torchvision(factory, expected):
   _, variables = _abstract_init(factory(), (1, 64, 64, 3))
   assert _num_params(variables) == expected
 
 
-@pytest.mark.parametrize("factory, stem, shape, dim, grid", [
+@pytest.mark.parametrize(
+  "factory, stem, shape, dim, grid",
+  [
     (ResNet18, "imagenet", (2, 64, 64, 3), 512, 2),
     (ResNet18, "cifar", (2, 32, 32, 3), 512, 4),
     (ResNet18, "cifar", (2, 28, 28, 1), 512, 4),
     (ResNet50, "imagenet", (2, 64, 64, 3), 2048, 2),
     (ResNet50, "cifar", (2, 32, 32, 3), 2048, 4),
-])
+  ],
+)
 def test_resnet_output_shapes(factory, stem, shape, dim, grid):
   (out, aux), _ = _abstract_init(factory(stem=stem), shape)
   assert out.shape == aux["pre_logits"].shape == (2, dim)
@@ -109,8 +126,7 @@ def test_small_cnn_output_shapes(shape, hw):
 def test_small_cnn_conv_impls_share_params_and_agree():
   x = _normal((4, 12, 12, 3))
   variables = _init(SmallCNN(widths=(8, 16), conv_impl="xla"), x, train=False)
-  run = lambda impl: SmallCNN(widths=(8, 16), conv_impl=impl).apply(
-      variables, x, train=True, mutable=["batch_stats"])
+  run = lambda impl: SmallCNN(widths=(8, 16), conv_impl=impl).apply(variables, x, train=True, mutable=["batch_stats"])
   (xla_out, xla_aux), xla_stats = run("xla")
   (patch_out, patch_aux), patch_stats = run("patches")
   np.testing.assert_allclose(patch_out, xla_out, atol=1e-4)
@@ -124,8 +140,8 @@ def test_small_cnn_rejects_unknown_conv_impl():
 
 
 ENCODERS_UNDER_TEST = {
-    "small_cnn": lambda: SmallCNN(widths=(8, 16)),
-    "resnet": lambda: ResNet(**TINY_RESNET),
+  "small_cnn": lambda: SmallCNN(widths=(8, 16)),
+  "resnet": lambda: ResNet(**TINY_RESNET),
 }
 
 
@@ -206,18 +222,20 @@ def test_get_encoder():
 
 def _max_pool_reference(x, window, strides, padding):
   """float64 NumPy max-pool of (N, H, W, C), -inf padding, VALID windows."""
-  x = np.pad(np.asarray(x, np.float64), ((0, 0), (padding, padding), (padding, padding), (0, 0)),
-             constant_values=-np.inf)
+  x = np.pad(
+    np.asarray(x, np.float64), ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=-np.inf
+  )
   oh, ow = (x.shape[1] - window) // strides + 1, (x.shape[2] - window) // strides + 1
   out = np.empty((x.shape[0], oh, ow, x.shape[3]))
   for i in range(oh):
     for j in range(ow):
-      out[:, i, j] = x[:, i * strides:i * strides + window, j * strides:j * strides + window].max(axis=(1, 2))
+      out[:, i, j] = x[:, i * strides : i * strides + window, j * strides : j * strides + window].max(axis=(1, 2))
   return out
 
 
-@pytest.mark.parametrize("window,strides,padding,size", [(2, 2, 0, 8), (2, 2, 0, 7), (3, 2, 1, 8), (3, 2, 1, 9),
-                                                         (3, 1, 1, 5)])
+@pytest.mark.parametrize(
+  "window,strides,padding,size", [(2, 2, 0, 8), (2, 2, 0, 7), (3, 2, 1, 8), (3, 2, 1, 9), (3, 1, 1, 5)]
+)
 def test_max_pool_matches_reference_and_nn_max_pool_gradients(window, strides, padding, size):
   from ssljax.models.cnn import max_pool
 

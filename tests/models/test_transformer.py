@@ -3,6 +3,7 @@
 Checked against hand-written float64 NumPy references rather than another library, so the tests say
 what BERT computes: masked attention, the post-LN block, the tied MLM projection, published sizes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,8 +14,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from ssljax.models.transformer import (BERT_SIZES, BertClassifier, BertEncoder, BertForPretraining,
-                                       bert_encoder)
+from ssljax.models.transformer import BERT_SIZES, BertClassifier, BertEncoder, BertForPretraining, bert_encoder
 
 # threefry's samplers compile slowly on CPU; RBG keys compile in a blink (as in test_models.py).
 KEY = jax.random.key(0, impl="unsafe_rbg")
@@ -34,7 +34,7 @@ def _batch(t: int, seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
   mask = np.zeros((len(LENGTHS), t), bool)
   for i, n in enumerate(LENGTHS):
     tokens[i, :n] = real.integers(0, VOCAB, n)
-    segments[i, :n] = (np.arange(n) >= n // 2)
+    segments[i, :n] = np.arange(n) >= n // 2
     mask[i, :n] = True
   return jnp.asarray(tokens, jnp.int32), jnp.asarray(segments, jnp.int32), jnp.asarray(mask)
 
@@ -139,10 +139,13 @@ def _count(model) -> int:
   return sum(x.size for x in jax.tree.leaves(shapes["params"]))
 
 
-@pytest.mark.parametrize("size, published, exact", [
+@pytest.mark.parametrize(
+  "size, published, exact",
+  [
     ("mini", 11.2e6, 11_170_560),  # Turc et al. 2019 / google-research/bert.
     ("base", 110e6, 109_482_240),  # Devlin et al. 2019; exact = HF's BertModel (with pooler).
-])
+  ],
+)
 def test_published_parameter_counts(size, published, exact):
   n = _count(bert_encoder(size, 30522))
   assert abs(n - published) / published < 0.02, n
@@ -151,9 +154,13 @@ def test_published_parameter_counts(size, published, exact):
 
 def test_sizes_table():
   assert {k: (v["layers"], v["hidden"]) for k, v in BERT_SIZES.items()} == {
-      "tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
-  assert all(v["heads"] == v["hidden"] // 64 and v["intermediate"] == 4 * v["hidden"]
-             for v in BERT_SIZES.values())
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+  }
+  assert all(v["heads"] == v["hidden"] // 64 and v["intermediate"] == 4 * v["hidden"] for v in BERT_SIZES.values())
   enc = bert_encoder("small", 100, max_len=128, dropout=0.0)
   assert (enc.layers, enc.hidden, enc.heads, enc.max_len, enc.dropout) == (4, 512, 8, 128, 0.0)
 

@@ -3,6 +3,7 @@
 References are NumPy loops written from MAE's code (patchify, get_2d_sincos_pos_embed) and published
 parameter counts; big models are only traced (jax.eval_shape), never allocated.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,8 +14,7 @@ import numpy as np
 import pytest
 
 from ssljax.losses import mae_recon
-from ssljax.models.vit import (MAE, VIT_SIZES, ViT, patchify, random_masking, sincos_pos_embed_2d,
-                               unpatchify, vit)
+from ssljax.models.vit import MAE, VIT_SIZES, ViT, patchify, random_masking, sincos_pos_embed_2d, unpatchify, vit
 
 # threefry's samplers compile slowly on CPU; RBG keys compile in a blink (as in test_models.py).
 KEY = jax.random.key(0, impl="unsafe_rbg")
@@ -37,16 +37,18 @@ def ref_patchify(images, p):
   out = []
   for i in range(h // p):
     for j in range(w // p):
-      out.append(images[:, i * p:(i + 1) * p, j * p:(j + 1) * p, :].reshape(n, p * p * c))
+      out.append(images[:, i * p : (i + 1) * p, j * p : (j + 1) * p, :].reshape(n, p * p * c))
   return np.stack(out, axis=1)
 
 
 def ref_sincos(dim, gh, gw):
   """MAE's get_2d_sincos_pos_embed, generalized to gh x gw: meshgrid(w, h), w's half first."""
+
   def one_d(d, pos):
     omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
     out = np.einsum("m,d->md", pos.reshape(-1), omega)
     return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
   grid = np.stack(np.meshgrid(np.arange(gw, dtype=np.float64), np.arange(gh, dtype=np.float64)))
   return np.concatenate([one_d(dim // 2, grid[0]), one_d(dim // 2, grid[1])], axis=1)
 
@@ -136,8 +138,7 @@ TINY_MAE = dict(decoder_hidden=8, decoder_depth=1, decoder_heads=2)
 def tiny_mae():
   model = MAE(ViT(**TINY), **TINY_MAE)
   keep_idx, mask, restore_idx = random_masking(KEY, 3, L, 0.5)
-  params = jax.jit(lambda x, k, r: model.init(KEY, x, k, r, train=False))(
-      IMAGES, keep_idx, restore_idx)["params"]
+  params = jax.jit(lambda x, k, r: model.init(KEY, x, k, r, train=False))(IMAGES, keep_idx, restore_idx)["params"]
   return model, params, (keep_idx, mask, restore_idx)
 
 
@@ -169,19 +170,23 @@ def test_vit_keep_idx_gathers_tokens(tiny_mae):
   for row in range(3):
     dropped = [k for k in range(L) if k not in subset[row]][0]
     i, j = divmod(dropped, GRID[1])
-    changed[row, 4 * i:4 * i + 4, 4 * j:4 * j + 4] += 10.0
+    changed[row, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4] += 10.0
 
   @jax.jit
   def run(p):
     tokens = lambda x, k: encoder.apply({"params": p}, x, train=False, keep_idx=k)[1]["tokens"]
-    return (tokens(IMAGES, None), tokens(IMAGES, identity), tokens(IMAGES, perm),
-            tokens(IMAGES, subset), tokens(changed, subset))
+    return (
+      tokens(IMAGES, None),
+      tokens(IMAGES, identity),
+      tokens(IMAGES, perm),
+      tokens(IMAGES, subset),
+      tokens(changed, subset),
+    )
 
   full, same, permuted, sub, sub_changed = run(params)
   np.testing.assert_allclose(same, full, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(permuted[:, 0], full[:, 0], rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(permuted[:, 1:], np.take_along_axis(full[:, 1:], perm[..., None], 1),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(permuted[:, 1:], np.take_along_axis(full[:, 1:], perm[..., None], 1), rtol=1e-5, atol=1e-5)
   assert sub.shape == (3, 3, 16)
   np.testing.assert_array_equal(sub, sub_changed)
 
@@ -213,11 +218,14 @@ def test_vit_b16_param_count():
 
 def test_vit_sizes_and_bfloat16():
   assert {k: (v["hidden"], v["depth"], v["heads"]) for k, v in VIT_SIZES.items()} == {
-      "Ti": (192, 12, 3), "S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16),
-      "H": (1280, 32, 16)}
+    "Ti": (192, 12, 3),
+    "S": (384, 12, 6),
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+    "H": (1280, 32, 16),
+  }
   model = vit("Ti", 16, dtype=jnp.bfloat16, depth=1)
-  (pooled, aux), variables = jax.eval_shape(
-      lambda: model.init_with_output(KEY, jnp.zeros((2, 32, 32, 3)), train=False))
+  (pooled, aux), variables = jax.eval_shape(lambda: model.init_with_output(KEY, jnp.zeros((2, 32, 32, 3)), train=False))
   assert pooled.dtype == jnp.bfloat16 and aux["tokens"].shape == (2, 5, 192)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
   with pytest.raises(ValueError, match="Unknown ViT size 'XL'.*Ti, S, B, L, H"):
@@ -243,9 +251,11 @@ def test_mae_loss_only_on_masked_patches_and_grads_flow(tiny_mae):
   # Changing the prediction at visible patches leaves the loss unchanged, at masked ones changes it.
   pred = np.asarray(pred)
   recon = jax.jit(jax.vmap(lambda x: mae_recon(x, patchify(jnp.asarray(IMAGES), 4), mask)))
-  base, visible_moved, masked_moved = recon(np.stack([
-      pred, np.where((mask == 0)[..., None], pred + 5.0, pred),
-      np.where((mask == 1)[..., None], pred + 5.0, pred)]))
+  base, visible_moved, masked_moved = recon(
+    np.stack(
+      [pred, np.where((mask == 0)[..., None], pred + 5.0, pred), np.where((mask == 1)[..., None], pred + 5.0, pred)]
+    )
+  )
   np.testing.assert_allclose(base, loss, rtol=1e-6)
   np.testing.assert_allclose(visible_moved, base, rtol=1e-6)
   assert masked_moved > base + 1.0
@@ -254,8 +264,7 @@ def test_mae_loss_only_on_masked_patches_and_grads_flow(tiny_mae):
 def test_mae_bad_restore_idx(tiny_mae):
   model, params, (keep_idx, _, restore_idx) = tiny_mae
   with pytest.raises(ValueError, match=r"restore_idx.*\(3, 6\)"):
-    jax.eval_shape(lambda: model.apply({"params": params}, IMAGES, keep_idx, restore_idx[:, :4],
-                                       train=False))
+    jax.eval_shape(lambda: model.apply({"params": params}, IMAGES, keep_idx, restore_idx[:, :4], train=False))
 
 
 def test_mae_vit_b16_decoder_param_count():
@@ -263,9 +272,9 @@ def test_mae_vit_b16_decoder_param_count():
   h, d, p = 768, 512, 16
   analytic = (h * d + d) + d + 8 * (12 * d * d + 13 * d) + 2 * d + (d * p * p * 3 + p * p * 3)
   model = MAE(vit("B", 16))
-  params = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, 224, 224, 3)),
-                                             *random_masking(KEY, 1, 196, 0.75)[::2],
-                                             train=False))["params"]
+  params = jax.eval_shape(
+    lambda: model.init(KEY, jnp.zeros((1, 224, 224, 3)), *random_masking(KEY, 1, 196, 0.75)[::2], train=False)
+  )["params"]
   decoder = {k: v for k, v in params.items() if k != "encoder"}
   assert _num_params(decoder) == analytic
   assert _num_params(params["encoder"]) == 85_647_360
