@@ -120,7 +120,7 @@ class Ours:
     self.state = jax.jit(init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
     self.batch = sharding.global_batch(batch_np, self.mesh)
     step_fn = jax.jit(
-      train.make_train_step(bert, config, self.tx, schedule),
+      train.make_train_step(bert.METHOD, config, self.tx, schedule),
       donate_argnums=0,
       in_shardings=(repl, sharding.batch_sharded(self.mesh)),
       out_shardings=(repl, repl),

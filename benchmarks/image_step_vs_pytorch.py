@@ -239,7 +239,7 @@ def run_ours(s: dict, args, npz: str) -> dict:
 
   def loss(params, state, batch, inputs):
     with _swapped(m, replacements(inputs)) as calls:
-      value, (_, new_state) = m.loss_fn(params, state, batch, rng, config)
+      value, (_, new_state) = m.loss_fn(params, state, batch, rng, config, 0)
     called.update(calls)
     return value, new_state
 

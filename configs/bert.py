@@ -4,7 +4,7 @@ and a bag-of-words logistic regression.
 
 Presets (`--config configs/bert.py:PRESET`):
   cpu     BERT-mini (4 layers, 256 wide) on the 20 cased sources of `make corpus` (data/text/raw;
-          ../shared/DATA.md), 5000 paragraphs each, WordPiece vocabulary 8192, 1000 steps of 32 pairs of up
+          recipe in data/recipe/), 5000 paragraphs each, WordPiece vocabulary 8192, 1000 steps of 32 pairs of up
           to 64 tokens.
           python launch/run.py --config configs/bert.py:cpu --workdir workdirs/bert_cpu
           2-core CPU: 18.6 min end to end (9.5 min to the last step, 3.8k tokens/s; then fine-tuning).
@@ -31,6 +31,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "bert"
   c.seed = 0
+  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
   c.batch_size = 64  # sentence pairs
   c.total_steps = 0  # > 0 wins over epochs
   c.epochs = 1

@@ -3,7 +3,7 @@ against an interpolated modified Kneser-Ney n-gram model estimated on the same t
 
 Presets (`--config configs/nnlm.py:PRESET`):
   cpu     GRU (1 layer, 512 units, 128-d tied embeddings) on the seven cased prose sources of `make corpus`
-          (data/text/raw; ../shared/DATA.md), 2000 paragraphs each, WordPiece vocabulary 8192, every 50th
+          (data/text/raw; recipe in data/recipe/), 2000 paragraphs each, WordPiece vocabulary 8192, every 50th
           paragraph held out; 4 epochs of 0.86M tokens.
           python launch/run.py --config configs/nnlm.py:cpu --workdir workdirs/nnlm_cpu
           2-core CPU: 12.6 min; validation perplexity 113.8 against interpolated Kneser-Ney 131.7 (4-gram;
@@ -36,6 +36,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "nnlm"
   c.seed = 0
+  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
   c.batch_size = 64  # chunks of data.seq_len tokens
   c.total_steps = 0  # > 0 wins over epochs
   c.epochs = 1

@@ -20,6 +20,7 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = method
   c.seed = 0
+  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
   c.batch_size = 256
   c.total_steps = 0  # > 0 wins over epochs
   c.epochs = 100
@@ -70,6 +71,9 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
   c.evals.knn_k = 200
   c.evals.knn_temperature = 0.1
   c.evals.label_fractions = (1.0, 0.1, 0.01)
+  # The linear probe's regularization (mean CE + l2 ||W||^2), chosen per fraction on a held-out tenth of the
+  # labelled examples; the choice goes to summary.json.
+  c.evals.probe_l2_grid = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
   c.evals.baselines = ("random_init",)
   c.evals.plots = True
   c.evals.batch_size = 1024

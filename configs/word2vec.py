@@ -2,7 +2,7 @@
 
 Presets (`--config configs/word2vec.py:PRESET`):
   cpu    skip-gram, negative 5, window 5, dim 100, min_count 5, sample 1e-3, 1 epoch, on the 17.6M-token
-         text8-like corpus (`make corpus` builds it; ../shared/DATA.md), gensim's defaults otherwise.
+         text8-like corpus (`make corpus` builds it with data/recipe/), gensim's defaults otherwise.
          python launch/run.py --config configs/word2vec.py:cpu --workdir workdirs/w2v_cpu
          python launch/run.py --config configs/word2vec.py:cpu --workdir workdirs/cbow --config.word2vec.mode=cbow
          2-core CPU, skip-gram, 1 epoch: 54 s end to end without plots (48 s to the last step), 393k
@@ -29,6 +29,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "word2vec"
   c.seed = 0
+  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
   # Tokens per engine step, before subsampling: `lanes` contiguous lanes, read by a sequence of SGD updates
   # that each take `word2vec.update_tokens` of every lane (so 2 x 128 = 256 tokens per update here).
   c.batch_size = 8192

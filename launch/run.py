@@ -125,6 +125,8 @@ def _parse(argv):
   overrides = []
   for item in rest:
     if not item.startswith("--config."):
+      if overrides and "=" not in overrides[-1]:
+        _bad_input(f"--config.{overrides[-1]} {item}: an override takes '=', as in --config.{overrides[-1]}={item}")
       _bad_input(f"unrecognised argument {item} (overrides look like --config.KEY=VALUE)")
     overrides.append(item[len("--config.") :])
   if not args.delete and not (args.config and args.workdir):
@@ -613,6 +615,10 @@ def main(argv=None) -> int:
     return 3
   except (config_lib.ConfigError, DataError, sharding.DistributedError) as e:
     print(f"error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:  # the filesystem said no: a read-only workdir, a full disk, a path that is a file
+    where = f"{e.filename}: " if e.filename else ""
+    print(f"error: {where}{e.strerror or e}", file=sys.stderr)
     return 2
   print(_result_table(out["eval"]))
   s = out["summary"]

@@ -27,22 +27,27 @@ class ConfigError(ValueError):
 RESUMABLE_KEYS = ("checkpoint_every", "keep_checkpoints", "log_every", "evals", "data.path")
 
 
+# The checkout's configs/: its shared bases (vision_base, text_base) are importable from any config file.
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """Loads `path/to/file.py[:arg]` and calls its `get_config(arg)`.
 
-  The file's directory is importable while it loads, as a script's is, so configs can share a module of
-  defaults (configs/vision_base.py).
+  The file's directory is importable while it loads, as a script's is, and so is `CONFIGS_DIR`: a config
+  anywhere (a method of one's own, outside the repository) can start from `vision_base.base(...)`.
   """
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ConfigError(f"config file not found: {path}")
   module_spec = importlib.util.spec_from_file_location(f"_ssljax_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(module_spec)
-  sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+  added = [os.path.dirname(os.path.abspath(path)), CONFIGS_DIR]
+  sys.path[:0] = added
   try:
     module_spec.loader.exec_module(module)
   finally:
-    sys.path.pop(0)
+    del sys.path[: len(added)]
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path} defines no get_config(arg=None)")
   try:
@@ -132,3 +137,69 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     elif a != b and not any(name == r or name.startswith(r + ".") for r in RESUMABLE_KEYS):
       out.append(name)
   return out
+
+
+# Keys the engine and the shared evals read, with the range each must lie in: (key, low, high, what), bounds
+# inclusive unless named in OPEN_BOUNDS; None is unbounded. Checked before anything is read or written.
+RANGES = (
+  ("batch_size", 1, None, "examples per global batch"),
+  ("total_steps", 0, None, "0: use epochs"),
+  ("epochs", 0, None, "used when total_steps is 0"),
+  ("checkpoint_every", 1, None, "steps"),
+  ("keep_checkpoints", 1, None, "checkpoints kept"),
+  ("log_every", 1, None, "steps"),
+  ("optim.learning_rate", 0.0, None, "the peak learning rate"),
+  ("optim.final_learning_rate", 0.0, None, "the learning rate at the last step"),
+  ("optim.weight_decay", 0.0, None, ""),
+  ("optim.momentum", 0.0, 1.0, ""),
+  ("optim.b2", 0.0, 1.0, ""),
+  ("optim.warmup_epochs", 0.0, None, ""),
+  ("optim.grad_clip_norm", 0.0, None, "0: no clipping"),
+  ("evals.batch_size", 1, None, "examples per eval batch"),
+  ("evals.knn_k", 1, None, "neighbours"),
+  ("evals.knn_temperature", 0.0, None, ""),
+  ("evals.finetune_batch_size", 1, None, ""),
+  ("evals.finetune_learning_rate", 0.0, None, ""),
+  ("evals.finetune_epochs", 0.0, None, ""),
+  ("evals.finetune_min_steps", 0, None, ""),
+  ("evals.finetune_max_steps", 0, None, ""),
+)
+OPEN_BOUNDS = {
+  "optim.learning_rate": "low",
+  "optim.momentum": "high",
+  "optim.b2": "both",
+  "evals.knn_temperature": "low",
+  "evals.finetune_learning_rate": "low",
+}
+
+
+def _lookup(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    if not hasattr(node, "keys") or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def check_common(config) -> None:
+  """ConfigError naming the first key outside its range (`RANGES`), and the label fractions outside (0, 1]."""
+  for key, low, high, what in RANGES:
+    value = _lookup(config, key)
+    if value is None or isinstance(value, bool):
+      continue
+    if not isinstance(value, (int, float)):
+      raise ConfigError(f"{key}={value!r} must be a number")
+    open_at = OPEN_BOUNDS.get(key, "")
+    too_low = low is not None and (value <= low if open_at in ("low", "both") else value < low)
+    too_high = high is not None and (value >= high if open_at in ("high", "both") else value > high)
+    if too_low or too_high:
+      left = "(" if open_at in ("low", "both") else "["
+      right = ")" if open_at in ("high", "both") or high is None else "]"
+      bounds = f"{left}{low}, {'inf' if high is None else high}{right}"
+      raise ConfigError(f"{key}={value} must be in {bounds}" + (f" ({what})" if what else ""))
+  if not (config.get("total_steps", 0) or config.get("epochs", 0)):
+    raise ConfigError("total_steps and epochs are both 0: set one to a positive number")
+  for fraction in _lookup(config, "evals.label_fractions") or ():
+    if not 0.0 < fraction <= 1.0:
+      raise ConfigError(f"evals.label_fractions holds {fraction}: each fraction must be in (0, 1]")

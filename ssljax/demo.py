@@ -9,7 +9,6 @@ checkpoint, tokenized with the WordPiece vocabulary saved beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -23,28 +22,16 @@ def fill(workdir: str, text: str, *, top: int = 5) -> list[list[tuple[str, float
   """Top `top` (token, probability) pairs for each [MASK] in `text`, in order."""
   import jax
   import jax.numpy as jnp
-  import ml_collections
 
-  from ssljax import config as config_lib
-  from ssljax.checkpoint import Checkpointer
+  from ssljax import runs, sharding
   from ssljax.data import DataError, wordpiece
   from ssljax.methods import bert
 
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise DataError(f"{workdir} holds no run: {path} is missing")
-  with open(path) as f:
-    config_dict = json.load(f)
-  if config_dict.get("method") != "bert":
-    raise DataError(f"{workdir} holds a {config_dict.get('method')} run; fill needs a bert run")
-  config = ml_collections.ConfigDict(config_dict)
+  config = runs.config_of(workdir)
+  if config.method != "bert":
+    raise DataError(f"{workdir} holds a {config.method} run; fill needs a bert run")
   tok = wordpiece.load(os.path.join(workdir, "tokenizer"))
-  checkpointer = Checkpointer(workdir, keep=1, fingerprint=config_lib.fingerprint(config_dict))
-  step = checkpointer.latest_step()
-  if step is None:
-    raise DataError(f"{workdir} has no checkpoint yet")
-  params = checkpointer.restore_params(step)
-  checkpointer.close()
+  params = sharding.to_host(runs.load(workdir).params)
   rows = params["encoder"]["token_embed"]["embedding"].shape[0]
   if rows != tok.vocab_size:
     raise DataError(

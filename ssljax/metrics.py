@@ -58,14 +58,16 @@ class MetricWriter:
     self._tb.write(event.SerializeToString())
     self._tb.flush()
 
-  def write_scalars(self, step: int, scalars: dict) -> None:
+  def write_scalars(self, step: int, scalars: dict, *, jsonl: bool = True) -> None:
+    """To TensorBoard, and to metrics.jsonl unless `jsonl` is False (the evals: eval.json holds them)."""
     if not self.enabled:
       return
     from tensorboard.compat.proto import summary_pb2
 
     clean = {k: float(v) for k, v in scalars.items()}
-    self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
-    self._jsonl.flush()
+    if jsonl:
+      self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
+      self._jsonl.flush()
     self._write_summary(step, [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in clean.items()])
 
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:

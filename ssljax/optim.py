@@ -9,6 +9,21 @@ import optax
 
 from ssljax.config import ConfigError
 
+NAMES = ("lars", "sgd", "adamw")
+SCHEDULES = ("cosine", "constant", "linear")
+LR_SCALINGS = ("linear", "sqrt", "none")
+
+
+def check_config(optim_config) -> None:
+  """The choices of the `optim` group, before anything is read (the numbers: `config.check_common`)."""
+  for key, value, known in (
+    ("name", optim_config.name, NAMES),
+    ("schedule", optim_config.schedule, SCHEDULES),
+    ("lr_scaling", optim_config.lr_scaling, LR_SCALINGS),
+  ):
+    if value not in known:
+      raise ConfigError(f"optim.{key}='{value}' is not one of {', '.join(known)}")
+
 
 def decay_mask(params):
   """Weight decay (and LARS trust ratios) only on kernels: not on BatchNorm scales/offsets or biases."""

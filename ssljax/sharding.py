@@ -126,7 +126,7 @@ def agree(fn, what: str):
   error, result = None, None
   try:
     result = fn()
-  except (DistributedError, ValueError) as e:  # ValueError: ConfigError and DataError too
+  except (DistributedError, ValueError, OSError) as e:  # ValueError: ConfigError and DataError too
     error = e
   message = (f"{type(error).__name__}:{error}" if error is not None else "").encode()[:2000]
   gathered = multihost_utils.process_allgather(np.frombuffer(message.ljust(2000, b"\0"), np.uint8))

@@ -62,23 +62,23 @@ def params_sha256(params) -> str:
   return h.hexdigest()
 
 
-def make_train_step(method, config, tx: optax.GradientTransformation, schedule):
+def make_train_step(method: methods.Method, config, tx: optax.GradientTransformation, schedule):
   """The pure update: one global batch in, the next state and this step's metrics out.
 
-  By default the step is `value_and_grad(method.loss_fn)` and the optax update. A method whose update is
-  not a dense gradient step (word2vec's sparse SGD touches a few rows of large tables) exports
-  `update(params, method_state, batch, rng, learning_rate, config) -> (params, method_state, metrics)`
-  with `loss` and `grad_norm` among the metrics, and the step calls that instead.
+  By default the step is `value_and_grad(method.loss_fn)` and the optax update; a method whose update is not a
+  dense gradient step gives `update` instead (see `ssljax.methods.base`).
   """
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)  # the step decides the randomness, so resume is exact
     learning_rate = schedule(state.step)
-    if hasattr(method, "update"):
-      params, method_state, metrics = method.update(state.params, state.method_state, batch, rng, learning_rate, config)
+    if method.update is not None:
+      params, method_state, metrics = method.update(
+        state.params, state.method_state, batch, rng, learning_rate, config, state.step
+      )
       opt_state, loss, grad_norm = state.opt_state, metrics.pop("loss"), metrics.pop("grad_norm")
     else:
-      grad_fn = jax.value_and_grad(functools.partial(method.loss_fn, config=config), has_aux=True)
+      grad_fn = jax.value_and_grad(functools.partial(method.loss_fn, config=config, step=state.step), has_aux=True)
       (loss, (metrics, method_state)), grads = grad_fn(state.params, state.method_state, batch, rng)
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
@@ -96,21 +96,81 @@ def make_train_step(method, config, tx: optax.GradientTransformation, schedule):
   return train_step
 
 
-def _prepare_workdir(workdir, config, is_main: bool) -> None:
-  """Creates the workdir, or checks that the run in it came from the same config; refuses otherwise."""
+def _check_workdir(workdir, config) -> None:
+  """Refuses a workdir that is not a directory, or that holds a run of another config; writes nothing."""
+  if workdir.exists() and not workdir.is_dir():
+    raise config_lib.ConfigError(f"--workdir {workdir} is a file, not a directory")
   path = workdir / "config.json"
-  current = config_lib.to_dict(config)
   if path.exists():
-    previous = json.loads(path.read_text())
+    try:
+      previous = json.loads(path.read_text())
+    except ValueError:
+      raise config_lib.ConfigError(f"{path} is not JSON: not a workdir of ssljax, or damaged") from None
+    current = config_lib.to_dict(config)
     if config_lib.fingerprint(previous) != config_lib.fingerprint(current):
       changed = config_lib.config_diff(previous, current)
       raise config_lib.ConfigError(
         f"workdir {workdir} holds a run of a different config (changed: "
         f"{', '.join(changed)}); use a new --workdir or the original config"
       )
-  elif is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    storage.write_json_atomic(path, current)
+
+
+def _check_init_from(config) -> None:
+  source = config.get("init_from", "")
+  if source:
+    from ssljax import runs
+
+    runs.config_of(source)  # a ConfigError naming it when there is no run
+    if not (storage.path(source) / "checkpoints").is_dir():
+      raise config_lib.ConfigError(f"init_from={source}: that run has no checkpoint yet")
+
+
+def _start_from(state: TrainState, source: str) -> TrainState:
+  """`state` with the encoder of `source`'s newest checkpoint: params['encoder'] and, when both have them, the
+  BatchNorm statistics at method_state['batch_stats']['encoder']. Everything else starts as initialised."""
+  from ssljax import runs
+
+  other = runs.load(source)
+
+  def encoder_of(tree, where):
+    if not isinstance(tree, dict) or "encoder" not in tree:
+      raise config_lib.ConfigError(f"init_from={source}: {where} holds no 'encoder' to start from")
+    return tree["encoder"]
+
+  def take(mine, theirs, where):
+    mine_leaves = jax.tree_util.tree_flatten_with_path(mine)[0]
+    theirs_leaves = dict((jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_flatten_with_path(theirs)[0])
+    for path, leaf in mine_leaves:
+      other_leaf = theirs_leaves.get(jax.tree_util.keystr(path))
+      if other_leaf is None or other_leaf.shape != leaf.shape:
+        found = "missing" if other_leaf is None else f"shape {other_leaf.shape}"
+        raise config_lib.ConfigError(
+          f"init_from={source}: {where}{jax.tree_util.keystr(path)} has shape {leaf.shape} here, {found} there"
+        )
+    return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: theirs_leaves[jax.tree_util.keystr(path)].astype(leaf.dtype), mine
+    )
+
+  params = dict(state.params)
+  params["encoder"] = take(encoder_of(state.params, "params"), encoder_of(other.params, "its params"), "encoder")
+  method_state = state.method_state
+  stats, their_stats = method_state.get("batch_stats", {}), other.method_state.get("batch_stats", {})
+  if "encoder" in stats and "encoder" in their_stats:
+    method_state = dict(
+      method_state, batch_stats=dict(stats, encoder=take(stats["encoder"], their_stats["encoder"], "batch_stats"))
+    )
+  print(f"encoder from step {other.step} of {source}", flush=True)
+  return state.replace(params=params, method_state=method_state)
+
+
+def _write_run_files(workdir, config, example_batch) -> None:
+  """config.json (what the run is) and inputs.json (what one example is, for `ssljax.load(...).embed`), once the
+  config and the data have passed every check."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  if not (workdir / "config.json").exists():
+    storage.write_json_atomic(workdir / "config.json", config_lib.to_dict(config))
+  spec = jax.tree.map(lambda x: {"shape": list(np.shape(x)[1:]), "dtype": str(np.asarray(x).dtype)}, example_batch)
+  storage.write_json_atomic(workdir / "inputs.json", spec)
 
 
 def _check_shared_workdir(workdir) -> None:
@@ -192,21 +252,31 @@ def train_and_evaluate(config, workdir: str) -> dict:
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh()
 
-  def prepare():
-    sharding.check_batch_size(config.batch_size, mesh)  # before config.json is written: a fixed rerun is welcome
-    _prepare_workdir(workdir, config, is_main)
+  # Everything that can be checked is checked before anything is written: a corrected rerun in the same workdir
+  # is then welcome. Every process checks; `agree` turns one process's error into every process's.
+  def check():
+    config_lib.check_common(config)
+    optim.check_config(config.optim)
+    method.check_config(config)
+    sharding.check_batch_size(config.batch_size, mesh)
+    _check_workdir(workdir, config)
+    _check_init_from(config)
 
-  sharding.agree(prepare, "preparing the workdir")
-  _check_shared_workdir(workdir)
-  train_data = method.load_train_data(config, workdir=os.fspath(workdir))
+  sharding.agree(check, "checking the config")
+  if jax.process_count() > 1:
+    sharding.agree(lambda: is_main and workdir.mkdir(parents=True, exist_ok=True), "creating the workdir")
+    _check_shared_workdir(workdir)
+  train_data = method.load_train_data(config, workdir=os.fspath(workdir))  # opens the eval data too
   steps_per_epoch = train_data.steps_per_epoch(config.batch_size)
   total_steps = _total_steps(config, steps_per_epoch)
   tx, schedule = optim.make_optimizer(
     config.optim, batch_size=config.batch_size, total_steps=total_steps, steps_per_epoch=steps_per_epoch
   )
+  example_np = train_data.example_batch(config.batch_size)
+  sharding.agree(lambda: is_main and _write_run_files(workdir, config, example_np), "writing config.json")
 
   # Shapes only: init runs under jit straight into replicated buffers, so nothing is copied to the mesh.
-  example = jax.tree.map(jnp.asarray, train_data.example_batch(config.batch_size))
+  example = jax.tree.map(jnp.asarray, example_np)
   repl = sharding.replicated(mesh)
 
   def init_state(rng):
@@ -220,11 +290,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   state = init_fn(jax.random.PRNGKey(config.seed))
 
   checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints, fingerprint=config_lib.fingerprint(config))
-  start_step = checkpointer.latest_step()
-  if start_step is not None:
-    state = checkpointer.restore(start_step, state)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  found = checkpointer.restore_latest(lambda step: target)  # an unreadable newest one is skipped, in one line
+  start_step = 0
+  if found is not None:
+    start_step, state = found
     print(f"resumed from step {start_step} of {total_steps} in {checkpointer.directory}", flush=True)
-  start_step = start_step or 0
+  elif config.get("init_from", ""):
+    state = _start_from(state, config.init_from)
 
   train_step = jax.jit(
     make_train_step(method, config, tx, schedule),
@@ -234,13 +307,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   )
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
   # A row of a language model's batch is many tokens: throughput counts what the method's unit names.
-  per_row = method.units_per_example(config) if hasattr(method, "units_per_example") else 1
+  per_row = method.units_per_example(config)
   progress = metrics_lib.Progress(
     total_steps=total_steps,
     batch_size=config.batch_size * per_row,
     num_devices=mesh.size,
     start_step=start_step,
-    unit=getattr(method, "EXAMPLE_UNIT", "ex"),
+    unit=method.example_unit,
   )
   stream = train_data.stream(
     batch_size=config.batch_size,
@@ -279,7 +352,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
           means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[-1] if k != "finite"}
           final_loss = float(fetched[-1]["loss"])
           # Measured once this step's results are in and before its checkpoint: training throughput only.
-          means["examples_per_sec"] = examples_per_sec = progress.examples_per_sec(step)
+          # The clock starts at the first step's end, so the first row has no rate: none is written, not 0.
+          rate = progress.examples_per_sec(step)
+          if rate > 0:
+            means["examples_per_sec"] = examples_per_sec = rate
           writer.write_scalars(step, means)
           progress.print(step, means)
         if save_now or stop_now:
@@ -294,18 +370,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
     checkpointer.wait()
     train_s = time.perf_counter() - t_start
     train_peak_rss_mib = metrics_lib.peak_rss_mib()  # before the evals' own
-    results = method.evaluate(
-      config,
+    context = methods.EvalContext(
+      config=config,
       workdir=os.fspath(workdir),
       mesh=mesh,
       method=method,
       params=state.params,
       method_state=state.method_state,
       train_data=train_data,
-      initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)),
-      writer=writer,
       step=step,
+      writer=writer,
+      initial_state=lambda: init_fn(jax.random.PRNGKey(config.seed)),
     )
+    results = method.evaluate(context)
+    writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()}, jsonl=False)
   finally:
     writer.close()
     checkpointer.close()
@@ -323,6 +401,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     "num_devices": mesh.size,
     "flops_per_step": flops,
     "params_sha256": params_sha256(state.params),
+    **context.summary,
   }
   if is_main:
     storage.write_json_atomic(workdir / "eval.json", results)

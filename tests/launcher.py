@@ -10,12 +10,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SIMCLR = "configs/simclr.py:tiny"
 
 
-def run_cli(config: str, workdir, *overrides, wait: bool = True, env: dict | None = None):
+def run_cli(config: str, workdir, *overrides, wait: bool = True, env: dict | None = None, cwd=ROOT):
   """`launch/run.py --config CONFIG --workdir WORKDIR --config.OVERRIDE...`: (returncode, stdout, stderr), or
-  the running process when `wait` is False. `env` adds to (or, with None values, removes from) the environment."""
+  the running process when `wait` is False. `env` adds to (or, with None values, removes from) the environment;
+  `cwd` is where it runs (relative paths are read from there)."""
   cmd = [
     sys.executable,
-    "launch/run.py",
+    os.path.join(ROOT, "launch", "run.py"),
     "--config",
     config,
     "--workdir",
@@ -28,7 +29,7 @@ def run_cli(config: str, workdir, *overrides, wait: bool = True, env: dict | Non
       full_env.pop(key, None)
     else:
       full_env[key] = value
-  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+  proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
   if not wait:
     return proc
   out, err = proc.communicate(timeout=600)
@@ -97,3 +98,12 @@ def wait_for_checkpoint(workdir, step: int, proc, timeout: float = 300) -> None:
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     assert time.time() < deadline, "no checkpoint appeared"
     time.sleep(0.02)
+
+
+def assert_suite_read_both_encoders(results: dict, names) -> None:
+  """The suite scored the trained encoder and the random-init one, each far above chance (0.1 on Fashion-MNIST's
+  ten classes: features or labels out of step would score it), and the two are different encoders."""
+  for prefix in ("", "baseline/random_init/"):
+    for name in names:
+      assert results[prefix + name] > 0.3, (prefix + name, results[prefix + name])
+  assert any(results[name] != results["baseline/random_init/" + name] for name in names), results

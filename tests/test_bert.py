@@ -119,6 +119,22 @@ def test_tiny_run_reports_pretraining_and_finetuning_against_both_baselines(tiny
   assert "pairs:" in out and "bag of words" in out
 
 
+def test_load_embeds_strings_whatever_else_is_in_the_batch(tiny_run):
+  import ssljax
+
+  workdir, _ = tiny_run
+  run = ssljax.load(workdir)
+  texts = ["And God said, Let there be light.", "Call me Ishmael. " * 8, "It is a truth universally acknowledged."]
+  together = run.embed(texts)
+  alone = np.concatenate([run.embed([t]) for t in texts])
+  assert together.shape == (3, run.params["encoder"]["token_embed"]["embedding"].shape[1])
+  # Padding to the longest text changes nothing (the attention mask holds), and the texts differ.
+  np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+  assert np.abs(together[0] - together[2]).max() > 1e-3
+  module, variables = run.encoder()
+  assert set(variables["params"]) == set(run.params["encoder"])
+
+
 def test_the_product_step_learns_a_batch_by_heart():
   """The real step (masking, both heads, AdamW) drives MLM and NSP losses on a fixed batch far down."""
   from configs import bert as bert_config
@@ -143,7 +159,7 @@ def test_the_product_step_learns_a_batch_by_heart():
     method_state=method_state,
     rng=jax.random.PRNGKey(1),
   )
-  step = jax.jit(train.make_train_step(bert, config, tx, schedule))
+  step = jax.jit(train.make_train_step(bert.METHOD, config, tx, schedule))
   history = []
   for _ in range(150):
     state, metrics = step(state, batch)

@@ -14,8 +14,8 @@ import launcher
 import numpy as np
 import pytest
 
-from ssljax import config as config_lib
-from ssljax.checkpoint import Checkpointer
+import ssljax
+from ssljax import sharding
 
 CASES = {
   # Probes, fine-tuning at two label fractions, the random-init baseline and the pictures.
@@ -47,11 +47,7 @@ def read_json(path):
 
 
 def final_params(workdir):
-  checkpointer = Checkpointer(workdir, keep=1, fingerprint=config_lib.fingerprint(read_json(workdir / "config.json")))
-  try:
-    return checkpointer.restore_params(checkpointer.latest_step())
-  finally:
-    checkpointer.close()
+  return sharding.to_host(ssljax.load(workdir).params)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -140,7 +140,7 @@ def _setup(tmp_path, lines, **overrides):
   data = word2vec.load_train_data(config)
   params, state = word2vec.init(config, jax.random.PRNGKey(0), None, data=data)
   # A high rate, so a few steps on one batch show learning.
-  step = jax.jit(lambda p, s, b, r: word2vec.update(p, s, b, r, 0.1, config))
+  step = jax.jit(lambda p, s, b, r: word2vec.update(p, s, b, r, 0.1, config, 0))
   return config, data, params, state, step
 
 
@@ -230,7 +230,7 @@ def test_step_is_the_same_on_one_two_and_eight_devices(tmp_path, mode):
     mesh = sharding.make_mesh(n)
     repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     step = jax.jit(
-      lambda p, s, b, r: word2vec.update(p, s, b, r, 0.1, config),
+      lambda p, s, b, r: word2vec.update(p, s, b, r, 0.1, config, 0),
       in_shardings=(repl, repl, batched, repl),
       out_shardings=repl,
     )
@@ -265,7 +265,8 @@ def test_bad_word2vec_config_is_named(tmp_path):
   ):
     config = config_lib.get_config(TINY, [f"data.path={path}", override])
     with pytest.raises(ValueError, match=words):
-      word2vec.load_train_data(config)
+      word2vec.METHOD.check_config(config)  # the config's own faults, before the corpus is read
+      word2vec.load_train_data(config)  # the corpus's: too few words for the negatives
 
 
 # ----------------------------------------------------------------------------------------
@@ -312,6 +313,23 @@ def test_exported_vectors_load_in_gensim(tiny_run):
   np.testing.assert_allclose(as_text.vectors, as_binary.vectors, rtol=1e-5, atol=1e-7)
   corpus = text.read_corpus(os.path.join(ROOT, "tests", "data", "tiny_corpus.txt"), min_count=2)
   assert as_binary.index_to_key == list(corpus.vocab.words)
+
+
+def test_load_embeds_words_as_the_exported_vectors(tiny_run):
+  from gensim.models import KeyedVectors
+
+  import ssljax
+
+  workdir, _ = tiny_run
+  exported = KeyedVectors.load_word2vec_format(str(workdir / "vectors.bin"), binary=True)
+  run = ssljax.load(workdir)
+  words = exported.index_to_key[:5]
+  np.testing.assert_allclose(run.embed(words), exported[words], rtol=1e-6, atol=1e-7)
+  # A phrase is the mean of its known words; a word outside the vocabulary is left out.
+  phrase = run.embed([f"{words[0]} {words[1]} notawordofthecorpus"])[0]
+  np.testing.assert_allclose(phrase, exported[words[:2]].mean(0), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="no word of 'zzzq' is in the run's vocabulary"):
+    run.embed(["zzzq"])
 
 
 def test_word2vec_resumes_exactly_after_sigkill(tmp_path, tiny_run):

@@ -15,7 +15,9 @@ import functools
 import gzip
 import math
 import os
+import socket
 import struct
+import zlib
 
 import numpy as np
 
@@ -89,8 +91,11 @@ class ImageSplit:
 def read_idx(path: str) -> np.ndarray:
   """Reads an IDX file (optionally gzipped) into a numpy array."""
   opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (EOFError, OSError, zlib.error) as e:  # a gzip stream cut off, a corrupt one, an unreadable file
+    raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e}); fetch the file again") from None
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
     raise DataError(f"{path}: not an unsigned-byte IDX file")
   ndim = data[3]
@@ -108,7 +113,17 @@ def _find(directory: str, stem: str) -> str | None:
   return None
 
 
+# The datasets whose IDX files `data.path` may hold: the name only picks the class names, so any other name would
+# train on these files under a name they are not.
+IDX_DATASETS = ("fashion_mnist", "mnist")
+
+
 def load_idx_split(directory: str, split: str, name: str = "fashion_mnist") -> ImageSplit:
+  if name not in IDX_DATASETS:
+    raise DataError(
+      f"data.name='{name}' with data.path={directory}: a data.path holds IDX files of "
+      f"{' or '.join(IDX_DATASETS)}; for tfds's {name} set data.path=''"
+    )
   if split not in _IDX_FILES:
     raise DataError(f"data split '{split}' has no IDX files (known: {', '.join(_IDX_FILES)})")
   hint = HOW_TO_GET.get(name, "point --config.data.path at a directory of IDX files")
@@ -230,18 +245,47 @@ def _tfds_error(name: str, split: str, e: Exception) -> DataError:
   )
 
 
+OFFLINE_COPIES = {"fashion_mnist": "; or `make data` and data.path=/usr/share/datasets/fashion-mnist"}
+# Where tfds fetches prepared datasets first: unreachable within the timeout means offline, and tfds' own retries
+# would take minutes to say so.
+TFDS_HOST = ("storage.googleapis.com", 443)
+NETWORK_TIMEOUT_S = 5.0
+
+
+def _unreachable(host: tuple[str, int]) -> str | None:
+  """Why `host` cannot be reached (None when it can)."""
+  try:
+    socket.create_connection(host, timeout=NETWORK_TIMEOUT_S).close()
+    return None
+  except OSError as e:
+    return f"{host[0]}:{host[1]}: {e.strerror or type(e).__name__}"
+
+
 def _tfds_builder(name: str, split: str, data_dir: str | None):
   """The prepared builder (preparing it as `tfds.load` would) whose info knows `split`; a one-line DataError
   otherwise."""
   import tensorflow_datasets as tfds  # lazy: tensorflow is heavy
+  from absl import logging as absl_logging
 
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # tfds warns about empty folders it finds: not the user's error
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
     if not builder.is_prepared():
+      offline = _unreachable(TFDS_HOST)
+      if offline:
+        raise DataError(
+          f"tfds dataset '{name}' is not prepared in {builder.data_dir} and the network is out of reach "
+          f"({offline}); " + TFDS_HINT.format(name=name) + OFFLINE_COPIES.get(name, "")
+        )
       builder.download_and_prepare()
     builder.info.splits[split]  # an unknown split or a slice out of range raises here, not in a reader thread
+  except DataError:
+    raise
   except Exception as e:  # tfds raises many types for "not there and cannot download"
     raise _tfds_error(name, split, e) from None
+  finally:
+    absl_logging.set_verbosity(verbosity)
   return builder
 
 
@@ -542,6 +586,18 @@ class TfdsTrainData:
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(2).as_numpy_iterator()
+
+
+def check_split(data_config, split: str) -> None:
+  """Opens `split` of the config's dataset as `load_split` would, so that a split the evals need fails now, in one
+  line, and not after training (IDX files are read whole: they are small; tfds only looks the split up)."""
+  if data_config.name == PHOTOS_NAME:
+    if split not in PHOTO_SPLITS:
+      raise DataError(f"data.name='{PHOTOS_NAME}' has splits {', '.join(PHOTO_SPLITS)}, not '{split}'")
+  elif not data_config.path:
+    _tfds_builder(data_config.name, split, getattr(data_config, "tfds_data_dir", "") or None)
+  else:
+    load_idx_split(data_config.path, split, data_config.name)
 
 
 def load_train_data(data_config) -> ImageSplit | TfdsTrainData:

@@ -67,6 +67,14 @@ class WordPiece:
       f.write("\n".join(self.vocab) + "\n")
 
 
+def pad_rows(rows: Sequence[Sequence[int]]) -> np.ndarray:
+  """Rows of token ids of different lengths -> one (N, longest) int32 array, [PAD] after each row."""
+  out = np.full((len(rows), max(map(len, rows), default=1)), PAD_ID, np.int32)
+  for i, row in enumerate(rows):
+    out[i, : len(row)] = row
+  return out
+
+
 def load(directory: str) -> WordPiece:
   from tokenizers import Tokenizer
 

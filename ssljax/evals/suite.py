@@ -43,8 +43,9 @@ def _fraction_name(fraction: float) -> str:
   return "linear" if fraction == 1.0 else f"linear_{fraction * 100:g}pct"
 
 
-def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config) -> dict:
-  """kNN and linear-probe top-1 at each label fraction, under the names eval.json uses."""
+def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config, chosen: dict | None = None) -> dict:
+  """kNN and linear-probe top-1 at each label fraction, under the names eval.json uses; `chosen` gets the probe's
+  regularization per fraction (from `evals.probe_l2_grid`), for summary.json."""
   e = config.evals
   out = {
     "knn/top1": knn.knn_top1(
@@ -53,7 +54,13 @@ def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config) 
   }
   for fraction in e.label_fractions:
     idx = linear.label_fraction_indices(train_y, fraction, seed=config.seed)
-    result = linear.linear_probe(train_x[idx], train_y[idx], test_x, test_y, num_classes=num_classes, seed=config.seed)
+    result = linear.linear_probe(
+      train_x[idx], train_y[idx], test_x, test_y, num_classes=num_classes, seed=config.seed, l2_grid=e.probe_l2_grid
+    )
+    if chosen is not None:
+      chosen[_fraction_name(fraction)] = result["l2"]
+    if result["l2_at_grid_end"]:
+      print(f"eval {_fraction_name(fraction)}: the probe chose l2={result['l2']:g}, an end of evals.probe_l2_grid")
     out[f"{_fraction_name(fraction)}/top1"] = float(result["top1"])
   return out
 
@@ -76,21 +83,11 @@ def eval_data(config, train_data) -> tuple[image_data.ImageSplit, image_data.Ima
   return train_data, test
 
 
-def evaluate(
-  config,
-  *,
-  workdir: str,
-  mesh,
-  method,
-  params,
-  method_state,
-  train_data,
-  initial_state=None,
-  writer=None,
-  step: int = 0,
-) -> dict:
-  """Runs the suite; `initial_state()` gives the run's state at step 0 (for the random-init baseline)."""
-  train_data, eval_split = eval_data(config, train_data)
+def evaluate(context) -> dict:
+  """Runs the suite for an `EvalContext`: the trained encoder and each of `evals.baselines`."""
+  config, method, mesh = context.config, context.method, context.mesh
+  params, method_state = context.params, context.method_state
+  train_data, eval_split = eval_data(config, context.train_data)
   num_classes = max(train_data.num_classes, eval_split.num_classes)
   features = {
     "": (
@@ -104,8 +101,7 @@ def evaluate(
       features["baseline/raw_pixels/"] = (flat(train_data), flat(eval_split))
     elif baseline == "random_init":
       # The run's own starting point: same architecture, same seed, same readout.
-      start = initial_state()
-      p0, s0 = start.params, start.method_state
+      p0, s0 = context.random_init()
       features["baseline/random_init/"] = (
         embed_split(method, p0, s0, train_data, config, mesh),
         embed_split(method, p0, s0, eval_split, config, mesh),
@@ -117,8 +113,7 @@ def evaluate(
   if config.evals.get("finetune", False):
     starts = {"": (params, method_state)}
     if "random_init" in config.evals.baselines:
-      start = initial_state()
-      starts["baseline/random_init/"] = (start.params, start.method_state)
+      starts["baseline/random_init/"] = context.random_init()
     results.update(
       finetune_scores(
         config,
@@ -131,12 +126,16 @@ def evaluate(
       )
     )
   for prefix, (train_x, test_x) in features.items():
-    scores = probe_scores(train_x, train_data.labels, test_x, eval_split.labels, num_classes=num_classes, config=config)
+    chosen = {}
+    scores = probe_scores(
+      train_x, train_data.labels, test_x, eval_split.labels, num_classes=num_classes, config=config, chosen=chosen
+    )
+    context.summary.setdefault("probe_l2", {}).update({prefix + k: v for k, v in chosen.items()})
     results.update({prefix + k: v for k, v in scores.items()})
     print(f"eval {prefix or 'trained/'}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
 
   if config.evals.plots and jax.process_index() == 0:
-    _pictures(config, workdir, features, train_data, eval_split, writer, step)
+    _pictures(config, context.workdir, features, train_data, eval_split, context.writer, context.step)
   return results
 
 
@@ -156,15 +155,18 @@ def finetune_scores(config, *, method, starts: dict, train_split, eval_split, nu
   """Fine-tunes the encoder of each start (prefix -> (params, method_state)) with a fresh head on each label
   fraction; every start gets the same steps, rate and batches. Returns {prefix + 'finetune.../top1': ...}."""
   e = config.evals
-  classifier = EncoderClassifier(method.build_encoder(config), num_classes)
+  if method.image is None:
+    raise ConfigError(f"evals.finetune: method '{method.name}' gives no image hooks (Method.image) to fine-tune")
+  hooks = method.image
+  classifier = EncoderClassifier(hooks.build_encoder(config), num_classes)
 
   def apply(p, state, batch, *, train, rng):
-    x = method.finetune_view(batch["image"], rng, config) if train else method.eval_view(batch["image"], config)
+    x = hooks.finetune_view(batch["image"], rng, config) if train else hooks.eval_view(batch["image"], config)
     if not train or not state:
       return classifier.apply({"params": p, **state}, x, train=train), state
     return classifier.apply({"params": p, **state}, x, train=True, mutable=list(state))
 
-  example = method.eval_view(train_split.images[:2], config)
+  example = hooks.eval_view(train_split.images[:2], config)
   fresh = classifier.init(jax.random.PRNGKey(config.seed + 11), example, train=False)
   results = {}
   for fraction in e.label_fractions:

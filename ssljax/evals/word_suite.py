@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from ssljax.config import ConfigError
-from ssljax.data import text
+from ssljax.data import DataError, text
 from ssljax.evals import words as word_evals
 
 
@@ -17,6 +17,22 @@ def _existing(path: str, key: str) -> str:
   if not os.path.isfile(path):
     raise ConfigError(f"evals.{key}={path}: no such file")
   return path
+
+
+def check(config, words) -> None:
+  """Before training: the eval files exist, and the vocabulary holds words of at least two parts of speech of the
+  POS probe's list (a corpus of another language, or of noise, fails here, not after training)."""
+  e = config.evals
+  for key in ("analogies", "wordsim353", "simlex999", "pos"):
+    _existing(e[key], key)
+  labels = word_evals.read_pos_labels(e.pos)
+  found = {labels[w] for w in words if w in labels}
+  if len(found) < 2:
+    known = sum(w in labels for w in words)
+    raise DataError(
+      f"data.path={config.data.path}: its {len(words)}-word vocabulary holds {known} of the words "
+      f"evals.pos labels ({len(found)} parts of speech); the word evals need English text"
+    )
 
 
 def evaluate(config, *, workdir: str, vectors: np.ndarray, words, writer=None, step: int = 0) -> dict:

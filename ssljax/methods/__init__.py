@@ -1,27 +1,19 @@
-"""Methods: each module ties views, a model and a loss together behind one small interface.
+"""Methods: each module ties views, a model and a loss together behind the contract of `ssljax.methods.base`.
 
-    load_train_data(config, *, workdir) -> data   # steps_per_epoch(batch), example_batch(batch), stream(...);
-                                                  # what the run must keep (a tokenizer) goes in workdir
-    init(config, rng, example_batch, *, data) -> (params, state)   # state: batch stats, queues, EMA, tables
-    loss_fn(params, state, batch, rng, config) -> (loss, (metrics, new_state))   # pure, jittable
-    embed(params, state, batch, config) -> features           # what the evals consume
-    evaluate(config, *, workdir, mesh, method, params, method_state, train_data, initial_state, writer,
-             step) -> {metric name: number}                   # eval.json
-
-Optional: `EXAMPLE_UNIT` names what throughput counts ('words', 'tok'), and `units_per_example(config)` how many
-of them one batch row holds (a language model's row is `seq_len` tokens).
-
-A method whose update is not a dense gradient step exports `update(...)` instead of `loss_fn` (see
-`train.make_train_step`).
-
-`train.py` knows nothing about any one method; it looks the module up here by `config.method`.
+`config.method` is a built-in name (the keys of `METHODS`) or the dotted path of any importable module that
+defines `METHOD = ssljax.methods.Method(...)`; `train.py` knows nothing about any one method.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from ssljax.config import ConfigError
+from ssljax.methods.base import EvalContext, ImageHooks, Method
+
+__all__ = ["METHODS", "EvalContext", "ImageHooks", "Method", "get_method"]
 
 METHODS = {
   "simclr": "ssljax.methods.simclr",
@@ -37,7 +29,38 @@ METHODS = {
 }
 
 
-def get_method(name: str):
-  if name not in METHODS:
-    raise ConfigError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
-  return importlib.import_module(METHODS[name])
+def _import_user_module(path: str):
+  # As `python -m` would: a package in the directory the command runs from is importable without PYTHONPATH.
+  if os.getcwd() not in sys.path:
+    sys.path.append(os.getcwd())
+  try:
+    return importlib.import_module(path)
+  except ModuleNotFoundError as e:
+    # Only when the named module (or a package above it) is missing; an import inside it that fails is a bug
+    # of that module, whose traceback its author needs.
+    if e.name is None or not (path == e.name or path.startswith(e.name + ".")):
+      raise
+    raise ConfigError(
+      f"method='{path}': no module {e.name} on the Python path (built-in methods: {', '.join(sorted(METHODS))}; "
+      "another method is the dotted path of a module that defines METHOD)"
+    ) from None
+
+
+def get_method(name: str) -> Method:
+  """The `Method` that `config.method` names: a built-in name, or the dotted path of a module defining METHOD."""
+  if name in METHODS:
+    module = importlib.import_module(METHODS[name])
+  elif "." in name:
+    module = _import_user_module(name)
+  else:
+    raise ConfigError(
+      f"unknown method '{name}' (built-in: {', '.join(sorted(METHODS))}; or the dotted path of a module that "
+      "defines METHOD)"
+    )
+  method = getattr(module, "METHOD", None)
+  if not isinstance(method, Method):
+    raise ConfigError(
+      f"method='{name}': module {module.__name__} defines no METHOD = ssljax.methods.Method(...) "
+      f"(found {type(method).__name__})"
+    )
+  return method

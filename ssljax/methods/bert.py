@@ -9,6 +9,7 @@ are predicted, of which 80% are replaced by [MASK], 10% by a random token and 10
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +19,9 @@ import optax
 from ssljax import losses, sharding
 from ssljax.config import ConfigError
 from ssljax.data import lm, wordpiece
+from ssljax.methods.base import Method
 from ssljax.models.transformer import BERT_SIZES, BertForPretraining, bert_encoder
 
-EXAMPLE_UNIT = "tok"
 FIRST_ORDINARY_ID = len(wordpiece.SPECIAL_TOKENS)  # ids below are [PAD] [UNK] [CLS] [SEP] [MASK]
 
 
@@ -30,8 +31,6 @@ def units_per_example(config) -> int:
 
 def build_encoder(config, vocab_size: int):
   b = config.bert
-  if b.size not in BERT_SIZES:
-    raise ConfigError(f"bert.size='{b.size}' is not one of {', '.join(BERT_SIZES)}")
   return bert_encoder(
     b.size, vocab_size, max_len=config.data.max_len, dropout=b.dropout, dtype=jnp.dtype(config.model.dtype)
   )
@@ -57,12 +56,18 @@ def pairs(corpus: lm.TokenizedCorpus, split: str, config) -> dict:
   )
 
 
-def load_train_data(config, *, workdir: str | None = None) -> lm.TextTrainData:
-  build_encoder(config, 8)  # a bad size fails before the corpus is read
+def check_config(config) -> None:
+  if config.bert.size not in BERT_SIZES:
+    raise ConfigError(f"bert.size='{config.bert.size}' is not one of {', '.join(BERT_SIZES)}")
   if not 0.0 < config.bert.mask_prob < 1.0:
     raise ConfigError(f"bert.mask_prob={config.bert.mask_prob} must be in (0, 1)")
-  if config.data.max_len > 512:
-    raise ConfigError(f"data.max_len={config.data.max_len} exceeds BERT's 512 positions")
+  if not 5 <= config.data.max_len <= 512:
+    raise ConfigError(
+      f"data.max_len={config.data.max_len} must be in [5, 512]: [CLS] A [SEP] B [SEP] within BERT's positions"
+    )
+
+
+def load_train_data(config, *, workdir: str | None = None) -> lm.TextTrainData:
   corpus = lm.load_corpus(config.data, workdir, save_tokenizer=jax.process_index() == 0)
   train = pairs(corpus, "train", config)
   print(
@@ -144,7 +149,8 @@ def _forward(params, batch, rng, config, *, train: bool):
   }
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   loss, metrics = _forward(params, batch, rng, config, train=True)
   metrics.pop("mlm_weight")
   return loss, (metrics, state)
@@ -161,6 +167,19 @@ def embed(params, state, batch, config):
     train=False,
   )
   return aux["pooled"]
+
+
+def batch_from_inputs(config, workdir: str, texts) -> dict:
+  """Strings -> [CLS] text [SEP] rows (cut to `data.max_len`), tokenized with the run's WordPiece."""
+  tok = wordpiece.load(os.path.join(workdir, "tokenizer"))
+  cut = config.data.max_len - 2
+  tokens = wordpiece.pad_rows([[tok.cls_id, *ids[:cut].tolist(), tok.sep_id] for ids in tok.encode_batch(texts)])
+  return {"tokens": tokens, "segments": np.zeros_like(tokens)}
+
+
+def trained_encoder(config, params, state):
+  del state
+  return build_encoder(config, _vocab_size(params)), {"params": params["encoder"]}
 
 
 def pretraining_metrics(config, params, examples: dict, mesh, *, seed: int) -> dict:
@@ -198,19 +217,9 @@ def pretraining_metrics(config, params, examples: dict, mesh, *, seed: int) -> d
   }
 
 
-def evaluate(
-  config,
-  *,
-  workdir: str,
-  mesh,
-  params,
-  train_data: lm.TextTrainData,
-  initial_state=None,
-  writer=None,
-  step: int = 0,
-  **unused,
-) -> dict:
-  corpus = train_data.corpus
+def evaluate(context) -> dict:
+  config, workdir, mesh, params = context.config, context.workdir, context.mesh, context.params
+  corpus = context.train_data.corpus
   results = pretraining_metrics(config, params, pairs(corpus, "valid", config), mesh, seed=config.seed + 7)
   print("held-out pairs: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()), flush=True)
   if config.evals.finetune:
@@ -222,3 +231,18 @@ def evaluate(
       )
     )
   return results
+
+
+METHOD = Method(
+  name="bert",
+  load_train_data=load_train_data,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  evaluate=evaluate,
+  check_config=check_config,
+  units_per_example=units_per_example,
+  example_unit="tok",
+  batch_from_inputs=batch_from_inputs,
+  encoder=trained_encoder,
+)

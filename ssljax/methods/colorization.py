@@ -84,6 +84,8 @@ def check_config(config) -> None:
     raise ConfigError(f"colorization.split_width={c.split_width} must be in (0, 1]")
   if c.l_bins < 2:
     raise ConfigError(f"colorization.l_bins={c.l_bins} must be at least 2")
+  vision.check_image_config(config)  # the encoder below is the config's `model.encoder`, halved or not
+  build_encoder(config)  # split-brain: refuses an encoder it cannot halve
 
 
 def check_colour(split, config) -> None:
@@ -376,13 +378,12 @@ def jitter_inputs(lab: jax.Array, key: jax.Array, strength: float) -> jax.Array:
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  check_config(config)
   variables = build_model(config).init(rng, eval_view(example_batch["image"], config), train=False)
   return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
 
-def loss_fn(params, state, batch, rng, config):
-  check_config(config)
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   if batch["image"].shape[-1] != 3:
     raise ValueError(f"colorization trains on RGB images, got {batch['image'].shape[-1]} channels")
   k_view, k_jitter = jax.random.split(rng)
@@ -407,19 +408,6 @@ def loss_fn(params, state, batch, rng, config):
       mean_l_mse=jnp.mean(jnp.square(l_target - l_target.mean())),
     )
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})
-
-
-def encoder_features(params, state, images, config, *, readout: str | None = None) -> jax.Array:
-  """The named feature (`model.readout` by default) of the encoder, from the eval view of `images`."""
-  variables = {"params": params["encoder"]}
-  if "encoder" in state.get("batch_stats", {}):
-    variables["batch_stats"] = state["batch_stats"]["encoder"]
-  _, aux = build_encoder(config).apply(variables, eval_view(images, config), train=False)
-  return aux[readout or config.model.readout].astype(jnp.float32)
-
-
-def embed(params, state, batch, config):
-  return encoder_features(params, state, batch["image"], config)
 
 
 def colorize(params, state, images: jax.Array, config, *, temperature: float | None = None) -> dict[str, jax.Array]:
@@ -511,12 +499,12 @@ def _write_colorizations(config, workdir, params, method_state, images, errors, 
     writer.write_image(step, "colorizations", image)
 
 
-def evaluate(config, *, workdir: str, params, method_state, writer=None, step: int = 0, **kwargs) -> dict:
+def evaluate(context) -> dict:
   """The vision suite (on `evals.data` when set), then held-out colour errors on the run's own `data.eval_split`
   (`colorization/*_rmse`, Lab units) and `workdir/colorizations.png`."""
-  results = vision.evaluate(
-    config, workdir=workdir, params=params, method_state=method_state, writer=writer, step=step, **kwargs
-  )
+  results = vision.evaluate(context)
+  config, workdir, writer, step = context.config, context.workdir, context.writer, context.step
+  params, method_state = context.params, context.method_state
   if config.colorization.eval_examples > 0:
     images = _held_out_colour_images(config)
     # On the host: a thousand small crops are not worth the mesh.
@@ -529,3 +517,16 @@ def evaluate(config, *, workdir: str, params, method_state, writer=None, step: i
         config, workdir, params, method_state, images[: config.colorization.plot_examples], errors, writer, step
       )
   return results
+
+
+METHOD = vision.image_method(
+  "colorization",
+  init=init,
+  loss_fn=loss_fn,
+  check_config=check_config,
+  evaluate=evaluate,
+  load_train_data=load_train_data,
+  build_encoder=build_encoder,
+  eval_view=eval_view,
+  finetune_view=finetune_view,
+)

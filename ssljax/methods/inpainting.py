@@ -41,13 +41,7 @@ import numpy as np
 from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.methods import vision
-from ssljax.methods.vision import (
-  build_encoder,
-  encoder_features,
-  eval_view,
-  finetune_view,  # noqa: F401
-  train_view,
-)
+from ssljax.methods.vision import build_encoder, eval_view, train_view
 from ssljax.models.cnn import PatchConv, conv_kernel_init
 
 MASKS = ("center", "blocks", "regions")
@@ -328,7 +322,6 @@ def mask_images(images: jax.Array, masks: jax.Array) -> jax.Array:
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  check_config(config)
   x = eval_view(example_batch["image"], config)
   # The model takes `rng` itself, as every vision method's does: flax derives the encoder's init from it and the
   # name 'encoder', so the random-init baseline is the same encoder whichever method's run measures it.
@@ -346,7 +339,6 @@ def loss_terms(params, state, batch, rng, config):
   discriminator's params under stop_gradient) trains it too, and 'discriminator' (the inpainted images under
   stop_gradient) trains only the discriminator. `loss_fn` weighs and adds them.
   """
-  check_config(config)
   k_view, k_mask = jax.random.split(rng)
   images = train_view(batch["image"], k_view, config)
   masks = masks_for(config, k_mask, images.shape[0])
@@ -375,16 +367,13 @@ def loss_terms(params, state, batch, rng, config):
   return terms, (metrics, {"batch_stats": updates["batch_stats"]})
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   terms, aux = loss_terms(params, state, batch, rng, config)
   w = config.inpainting.adversarial_weight
   if w == 0:
     return terms["reconstruction"], aux
   return (1.0 - w) * terms["reconstruction"] + w * terms["generator_adversarial"] + terms["discriminator"], aux
-
-
-def embed(params, state, batch, config):
-  return encoder_features(params, state, batch["image"], config)
 
 
 def inpaint(params, state, images: jax.Array, masks: jax.Array, config) -> dict[str, jax.Array]:
@@ -453,12 +442,14 @@ def test_inpainting(config, workdir, params, method_state, writer=None, step: in
   return results
 
 
-def evaluate(config, *, workdir: str, params, method_state, writer=None, step: int = 0, **kwargs) -> dict:
+def evaluate(context) -> dict:
   """The vision suite (kNN, linear probe, fine-tuning at label fractions, vs the random-init encoder), then
   `test_inpainting`: the hole MSE on test images against the context-mean fill, and `workdir/inpaintings.png`."""
-  results = vision.evaluate(
-    config, workdir=workdir, params=params, method_state=method_state, writer=writer, step=step, **kwargs
-  )
+  results = vision.evaluate(context)
   if jax.process_index() == 0:
-    results.update(test_inpainting(config, workdir, params, method_state, writer, step))
+    c = context
+    results.update(test_inpainting(c.config, c.workdir, c.params, c.method_state, c.writer, c.step))
   return results
+
+
+METHOD = vision.image_method("inpainting", init=init, loss_fn=loss_fn, check_config=check_config, evaluate=evaluate)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import flax.linen as nn
 import jax
@@ -21,12 +22,7 @@ import optax
 
 from ssljax import augment
 from ssljax.config import ConfigError
-from ssljax.methods.vision import (
-  build_encoder,
-  encoder_features,
-  evaluate,  # noqa: F401
-  normalize,
-)
+from ssljax.methods.vision import build_encoder, image_method, normalize
 
 GRID = 3
 
@@ -73,6 +69,8 @@ def build_model(config) -> JigsawModel:
 
 def check_config(config) -> None:
   j = config.jigsaw
+  if not 2 <= j.num_permutations <= math.factorial(GRID * GRID):
+    raise ConfigError(f"jigsaw.num_permutations={j.num_permutations} must be in [2, {math.factorial(GRID * GRID)}]")
   if j.image_size % GRID:
     raise ConfigError(f"jigsaw.image_size={j.image_size} is not divisible by the {GRID}x{GRID} tile grid")
   if not 0 < j.tile_size <= j.image_size // GRID:
@@ -107,13 +105,13 @@ def puzzles(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.A
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  check_config(config)
   tiles, _ = puzzles(example_batch["image"], jax.random.PRNGKey(0), config)
   variables = build_model(config).init(rng, tiles, train=False)
   return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   tiles, labels = puzzles(batch["image"], rng, config)
   (logits, _), updates = build_model(config).apply(
     {"params": params, **state}, tiles, train=True, mutable=["batch_stats"]
@@ -123,5 +121,4 @@ def loss_fn(params, state, batch, rng, config):
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})
 
 
-def embed(params, state, batch, config):
-  return encoder_features(params, state, batch["image"], config)
+METHOD = image_method("jigsaw", init=init, loss_fn=loss_fn, check_config=check_config)

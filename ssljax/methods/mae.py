@@ -19,7 +19,7 @@ import numpy as np
 from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.methods import vision
-from ssljax.methods.vision import eval_view, finetune_view, load_train_data, normalize, train_view  # noqa: F401
+from ssljax.methods.vision import eval_view, train_view
 from ssljax.models import vit
 
 
@@ -28,8 +28,6 @@ def build_encoder(config) -> vit.ViT:
   dtype = jnp.dtype(config.model.dtype)
   if m.size == "custom":
     return vit.ViT(patch_size=m.patch_size, hidden=m.hidden, depth=m.depth, heads=m.heads, dtype=dtype, pool=m.pool)
-  if m.size not in vit.VIT_SIZES:
-    raise ConfigError(f"mae.size='{m.size}' is not one of {', '.join(vit.VIT_SIZES)}, custom")
   return vit.vit(m.size, m.patch_size, dtype=dtype, pool=m.pool)
 
 
@@ -42,6 +40,8 @@ def build_model(config) -> vit.MAE:
 
 def check_config(config) -> None:
   m, size = config.mae, config.data.image_size
+  if m.size != "custom" and m.size not in vit.VIT_SIZES:
+    raise ConfigError(f"mae.size='{m.size}' is not one of {', '.join(vit.VIT_SIZES)}, custom")
   if size % m.patch_size:
     raise ConfigError(f"data.image_size={size} is not divisible by mae.patch_size={m.patch_size}")
   if not 0.0 < m.mask_ratio < 1.0:
@@ -64,7 +64,6 @@ def reconstruct(params, images: jax.Array, rng: jax.Array, config) -> dict[str, 
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  check_config(config)
   images = eval_view(example_batch["image"], config)
   keep_idx, _, restore_idx = vit.random_masking(
     jax.random.PRNGKey(0), images.shape[0], num_patches(config), config.mae.mask_ratio
@@ -72,14 +71,11 @@ def init(config, rng, example_batch, *, data=None):
   return build_model(config).init(rng, images, keep_idx, restore_idx, train=False)["params"], {}
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   k_view, k_mask = jax.random.split(rng)
   out = reconstruct(params, train_view(batch["image"], k_view, config), k_mask, config)
   return out["loss"], ({}, state)
-
-
-def embed(params, state, batch, config):
-  return vision.encoder_features(params, state, batch["image"], config, encoder=build_encoder(config))
 
 
 def reconstruction_images(params, images_uint8: np.ndarray, config, *, seed: int = 0) -> dict[str, np.ndarray]:
@@ -107,10 +103,9 @@ def reconstruction_images(params, images_uint8: np.ndarray, config, *, seed: int
   }
 
 
-def evaluate(config, *, workdir: str, params, train_data=None, writer=None, step: int = 0, **kwargs) -> dict:
-  results = vision.evaluate(
-    config, workdir=workdir, params=params, train_data=train_data, writer=writer, step=step, **kwargs
-  )
+def evaluate(context) -> dict:
+  config, workdir, params, writer, step = context.config, context.workdir, context.params, context.writer, context.step
+  results = vision.evaluate(context)
   if config.evals.plots and jax.process_index() == 0:
     from ssljax.data import images as image_data
     from ssljax.evals import plots
@@ -126,3 +121,13 @@ def evaluate(config, *, workdir: str, params, train_data=None, writer=None, step
     if writer is not None:
       writer.write_image(step, "reconstructions", grid)
   return results
+
+
+METHOD = vision.image_method(
+  "mae",
+  init=init,
+  loss_fn=loss_fn,
+  check_config=check_config,
+  evaluate=evaluate,
+  build_encoder=build_encoder,
+)

@@ -19,9 +19,8 @@ import numpy as np
 from ssljax import sharding
 from ssljax.config import ConfigError
 from ssljax.data import lm, wordpiece
+from ssljax.methods.base import Method
 from ssljax.models.nnlm import RecurrentLM, WindowLM
-
-EXAMPLE_UNIT = "tok"
 
 
 def units_per_example(config) -> int:
@@ -51,10 +50,13 @@ def _vocab_size(params) -> int:
   return params["embed"]["embedding"].shape[0]
 
 
-def load_train_data(config, *, workdir: str | None = None) -> lm.TextTrainData:
-  build_model(config, 8)  # a bad architecture fails before the corpus is read
+def check_config(config) -> None:
+  build_model(config, 8)  # a bad architecture
   if config.data.seq_len < 1:
     raise ConfigError(f"data.seq_len={config.data.seq_len} must be >= 1")
+
+
+def load_train_data(config, *, workdir: str | None = None) -> lm.TextTrainData:
   corpus = lm.load_corpus(config.data, workdir, save_tokenizer=jax.process_index() == 0)
   tok = corpus.tokenizer
   stream = lm.stream_with_boundaries(corpus.train, cls_id=tok.cls_id, sep_id=tok.sep_id)
@@ -81,7 +83,8 @@ def token_losses(logits, targets):
   return nll, counted
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   tokens = batch["tokens"]
   inputs, targets = tokens[:, :-1], tokens[:, 1:]
   logits, _ = build_model(config, _vocab_size(params)).apply(
@@ -99,6 +102,19 @@ def embed(params, state, batch, config):
   _, aux = build_model(config, _vocab_size(params)).apply({"params": params}, batch["tokens"], train=False)
   mask = (batch["tokens"] != wordpiece.PAD_ID)[..., None]
   return jnp.sum(aux["features"] * mask, 1) / jnp.maximum(mask.sum(1), 1)
+
+
+def batch_from_inputs(config, workdir: str, texts) -> dict:
+  """Strings -> [CLS] text rows tokenized with the run's WordPiece, padded with [PAD]."""
+  del config
+  tok = wordpiece.load(os.path.join(workdir, "tokenizer"))
+  return {"tokens": wordpiece.pad_rows([[tok.cls_id, *ids.tolist()] for ids in tok.encode_batch(texts)])}
+
+
+def trained_encoder(config, params, state):
+  """The whole language model: its `aux['features']` are what `embed` averages."""
+  del state
+  return build_model(config, _vocab_size(params)), {"params": params}
 
 
 def lanes(docs: lm.TokenizedDocs, num_lanes: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,10 +226,10 @@ def sample(
   return tokenizer.decode(ids[1:] + out)
 
 
-def evaluate(
-  config, *, workdir: str, mesh, params, train_data: lm.TextTrainData, writer=None, step: int = 0, **unused
-) -> dict:
-  corpus = train_data.corpus
+def evaluate(context) -> dict:
+  config, workdir, mesh, params = context.config, context.workdir, context.mesh, context.params
+  writer, step = context.writer, context.step
+  corpus = context.train_data.corpus
   ours = perplexity(config, params, corpus.valid, mesh)
   base = ngram_baseline(config, corpus)
   if base["targets"] != ours["targets"]:
@@ -241,3 +257,18 @@ def evaluate(
     if writer is not None:
       writer.write_image(step, "perplexity_by_source", image)
   return {"perplexity/valid": ours["perplexity"], "baseline/ngram/perplexity/valid": base["perplexity"]}
+
+
+METHOD = Method(
+  name="nnlm",
+  load_train_data=load_train_data,
+  init=init,
+  loss_fn=loss_fn,
+  embed=embed,
+  evaluate=evaluate,
+  check_config=check_config,
+  units_per_example=units_per_example,
+  example_unit="tok",
+  batch_from_inputs=batch_from_inputs,
+  encoder=trained_encoder,
+)

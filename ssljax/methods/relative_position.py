@@ -17,12 +17,7 @@ import optax
 
 from ssljax import augment
 from ssljax.config import ConfigError
-from ssljax.methods.vision import (
-  build_encoder,
-  encoder_features,
-  evaluate,  # noqa: F401
-  normalize,
-)
+from ssljax.methods.vision import build_encoder, image_method, normalize
 
 GRID = 3
 CENTRE = 4  # row-major index of the middle cell
@@ -77,14 +72,14 @@ def tile_grid(images: jax.Array, rng: jax.Array, config) -> jax.Array:
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  check_config(config)
   variables = build_model(config).init(
     rng, tile_grid(example_batch["image"], jax.random.PRNGKey(0), config), train=False
   )
   return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   (logits, _), updates = build_model(config).apply(
     {"params": params, **state}, tile_grid(batch["image"], rng, config), train=True, mutable=["batch_stats"]
   )
@@ -94,5 +89,4 @@ def loss_fn(params, state, batch, rng, config):
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})
 
 
-def embed(params, state, batch, config):
-  return encoder_features(params, state, batch["image"], config)
+METHOD = image_method("relative_position", init=init, loss_fn=loss_fn, check_config=check_config)

@@ -15,13 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from ssljax.config import ConfigError
-from ssljax.methods.vision import (
-  build_encoder,
-  encoder_features,
-  eval_view,
-  evaluate,  # noqa: F401
-  train_view,
-)
+from ssljax.methods.vision import build_encoder, eval_view, image_method, train_view
 
 NUM_ROTATIONS = 4
 
@@ -55,7 +49,8 @@ def init(config, rng, example_batch, *, data=None):
   return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   x, labels = rotate_all(train_view(batch["image"], rng, config))
   (logits, _), updates = build_model(config).apply({"params": params, **state}, x, train=True, mutable=["batch_stats"])
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
@@ -63,5 +58,4 @@ def loss_fn(params, state, batch, rng, config):
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})
 
 
-def embed(params, state, batch, config):
-  return encoder_features(params, state, batch["image"], config)
+METHOD = image_method("rotation", init=init, loss_fn=loss_fn)

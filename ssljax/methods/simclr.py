@@ -12,13 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ssljax import augment, losses
-from ssljax.methods.vision import (
-  build_encoder,
-  encoder_features,
-  eval_view,
-  finetune_view,  # noqa: F401
-  normalize,
-)
+from ssljax.methods.vision import build_encoder, eval_view, image_method, normalize
 from ssljax.models.heads import ProjectionHead
 
 
@@ -66,7 +60,8 @@ def init(config, rng, example_batch, *, data=None):
   return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
 
-def loss_fn(params, state, batch, rng, config):
+def loss_fn(params, state, batch, rng, config, step):
+  del step
   v1, v2 = train_views(batch["image"], rng, config)
   (z, _), updates = build_model(config).apply(
     {"params": params, **state}, jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"]
@@ -77,5 +72,4 @@ def loss_fn(params, state, batch, rng, config):
   return loss, (metrics, {"batch_stats": updates["batch_stats"]})
 
 
-def embed(params, state, batch, config):
-  return encoder_features(params, state, batch["image"], config)
+METHOD = image_method("simclr", init=init, loss_fn=loss_fn)

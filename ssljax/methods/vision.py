@@ -3,24 +3,38 @@ training split, and the evaluation suite (kNN, linear probe, fine-tuning at labe
 
 A vision method keeps its encoder's parameters under `params['encoder']` (and its BatchNorm statistics under
 `state['batch_stats']['encoder']`), so the evals can lift the encoder out of any method's model and fine-tune
-it with a new head.
+it with a new head. `image_method(...)` makes its `Method` with these shared pieces as defaults.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ssljax import augment
+from ssljax import augment, storage
 from ssljax.config import ConfigError
 from ssljax.data import images as image_data
+from ssljax.methods.base import ImageHooks, Method
 from ssljax.models import ENCODERS, get_encoder
+
+
+def check_image_config(config, *, model_encoder: bool = True) -> None:
+  """What every image method's config must hold (`model.encoder` too, when the method uses it); a method's own
+  `check_config` adds to it."""
+  m = config.model
+  if model_encoder and m.encoder not in ENCODERS:
+    raise ConfigError(f"model.encoder='{m.encoder}' is not one of {', '.join(sorted(ENCODERS))}")
+  if config.data.image_size < 1:
+    raise ConfigError(f"data.image_size={config.data.image_size} must be a positive number of pixels")
+  if config.evals.batch_size % jax.device_count():  # the suite embeds on the training mesh: all devices
+    raise ConfigError(
+      f"evals.batch_size={config.evals.batch_size} is not divisible by the {jax.device_count()} devices"
+    )
 
 
 def build_encoder(config):
   m = config.model
-  if m.encoder not in ENCODERS:
-    raise ConfigError(f"model.encoder='{m.encoder}' is not one of {', '.join(sorted(ENCODERS))}")
   kwargs = m.encoder_kwargs.to_dict() if hasattr(m.encoder_kwargs, "to_dict") else dict(m.encoder_kwargs)
   return get_encoder(m.encoder, dtype=jnp.dtype(m.dtype), **kwargs)
 
@@ -67,24 +81,105 @@ def finetune_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
 
 def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSplit | image_data.TfdsTrainData:
   """In memory for IDX files and the scikit-image photos; streamed per process for tfds (imagenet2012 does not
-  fit in a host's memory, and each process reads only its own shards)."""
+  fit in a host's memory, and each process reads only its own shards). The splits the evals will read are
+  opened here too, before the first step."""
   del workdir
-  return image_data.load_train_data(config.data)
+  train = image_data.load_train_data(config.data)
+  image_data.check_split(config.data, config.data.eval_split)
+  d = config.get("evals", {}).get("data")
+  if d is not None and d.get("name"):
+    image_data.check_split(d, d.train_split)
+    image_data.check_split(d, d.eval_split)
+  return train
 
 
-def encoder_features(params, state, images, config, *, readout: str | None = None, encoder=None) -> jax.Array:
-  """The named feature (`model.readout` by default) of the encoder inside any vision method's params; `encoder`
-  is the module, when the method builds its own (MAE's ViT)."""
-  variables = {"params": params["encoder"]}
-  if "encoder" in state.get("batch_stats", {}):
-    variables["batch_stats"] = state["batch_stats"]["encoder"]
+def encoder_features(
+  params, state, images, config, *, readout: str | None = None, encoder=None, view=eval_view
+) -> jax.Array:
+  """The named feature (`model.readout` by default) of the encoder inside any vision method's params, on `view`
+  of `images`; `encoder` is the module, when the method builds its own (MAE's ViT, split-brain)."""
   encoder = encoder or build_encoder(config)
-  _, aux = encoder.apply(variables, eval_view(images, config), train=False)
+  _, aux = encoder.apply(encoder_variables(params, state), view(images, config), train=False)
   return aux[readout or config.model.readout].astype(jnp.float32)
 
 
-def evaluate(config, **kwargs) -> dict:
+def encoder_variables(params, state) -> dict:
+  """The variables of the encoder inside a vision method's params and state."""
+  variables = {"params": params["encoder"]}
+  if "encoder" in state.get("batch_stats", {}):
+    variables["batch_stats"] = state["batch_stats"]["encoder"]
+  return variables
+
+
+def batch_from_images(config, workdir: str, images) -> dict:
+  """uint8 images of any size ((N, H, W[, C]) or a list of (H, W[, C])) -> {'image': ...} at the run's size and
+  channels (`workdir/inputs.json`): gray <-> RGB as needed, an alpha channel dropped, each image centre-cropped
+  to a square and resized as the eval view does."""
+  channels = storage.read_json(storage.path(workdir) / "inputs.json")["image"]["shape"][-1]
+  size = config.data.image_size
+  out = []
+  for i, image in enumerate(images):
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+      raise ValueError(f"image {i}: expected uint8 (H, W) or (H, W, C), got {image.dtype} {image.shape}")
+    image = image[..., None] if image.ndim == 2 else image[..., :3]  # RGBA -> RGB
+    if channels == 1 and image.shape[-1] == 3:  # ITU-R 601 luma, as PIL's convert('L')
+      image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+    elif channels == 3 and image.shape[-1] == 1:
+      image = np.repeat(image, 3, axis=-1)
+    if image.shape[:2] != (size, size):
+      resized = augment.center_crop_resize(jnp.asarray(image, jnp.float32) / 255.0, size=(size, size))
+      image = np.round(np.clip(np.asarray(resized), 0.0, 1.0) * 255.0).astype(np.uint8)
+    out.append(image)
+  return {"image": np.stack(out)}
+
+
+def evaluate(context) -> dict:
   """kNN and linear probes (and fine-tuning, when the config asks) against the configured baselines."""
   from ssljax.evals import suite  # lazy: matplotlib and sklearn
 
-  return suite.evaluate(config, **kwargs)
+  return suite.evaluate(context)
+
+
+# What an image method shares unless it gives its own (MAE builds a ViT, inpainting and colorization add evals).
+SHARED = {
+  "load_train_data": load_train_data,
+  "evaluate": evaluate,
+  "build_encoder": build_encoder,
+  "eval_view": eval_view,
+  "finetune_view": finetune_view,
+}
+
+
+def image_method(name: str, *, init, loss_fn, check_config=None, embed=None, **own) -> Method:
+  """An image method's `Method`: `SHARED`'s pieces unless `own` replaces them; `check_config` runs after the
+  checks every image method gets (and the `model.encoder` check, when the shared encoder is used). `embed`
+  defaults to the encoder's `model.readout` feature of the eval view."""
+  unknown = set(own) - set(SHARED)
+  if unknown:
+    raise TypeError(f"image_method({name!r}): unknown parts {sorted(unknown)} (known: {sorted(SHARED)})")
+  parts = {**SHARED, **own}
+  if embed is None:
+    embed = lambda params, state, batch, config: encoder_features(
+      params, state, batch["image"], config, encoder=parts["build_encoder"](config), view=parts["eval_view"]
+    )
+
+  def check(config) -> None:
+    check_image_config(config, model_encoder=parts["build_encoder"] is build_encoder)
+    if check_config is not None:
+      check_config(config)
+
+  return Method(
+    name=name,
+    load_train_data=parts["load_train_data"],
+    init=init,
+    loss_fn=loss_fn,
+    embed=embed,
+    evaluate=parts["evaluate"],
+    check_config=check,
+    batch_from_inputs=batch_from_images,
+    encoder=lambda config, params, state: (parts["build_encoder"](config), encoder_variables(params, state)),
+    image=ImageHooks(
+      build_encoder=parts["build_encoder"], eval_view=parts["eval_view"], finetune_view=parts["finetune_view"]
+    ),
+  )

@@ -15,22 +15,23 @@ its lanes' gradients, one all-gather per update shares the touched rows, and eve
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from ssljax import sharding
+from ssljax import sharding, storage
 from ssljax.config import ConfigError
 from ssljax.data import text
+from ssljax.methods.base import Method
 from ssljax.sharding import DATA_AXIS
 
-EXAMPLE_UNIT = "words"
+VOCAB_FILE = "vocab.txt"  # in the workdir: one word a line, line i is word id i
 
 
-def load_train_data(config, *, workdir: str | None = None) -> text.TokenData:
-  del workdir  # the vocabulary is rebuilt from the corpus, deterministically
+def check_config(config) -> None:
   w = config.word2vec
   if w.mode not in ("skipgram", "cbow"):
     raise ConfigError(f"word2vec.mode='{w.mode}' is not one of skipgram, cbow")
@@ -47,6 +48,14 @@ def load_train_data(config, *, workdir: str | None = None) -> text.TokenData:
       f"batch_size={config.batch_size} is not a multiple of word2vec.lanes * "
       f"word2vec.update_tokens = {w.lanes} * {w.update_tokens}"
     )
+  if w.lanes % jax.device_count():
+    raise ConfigError(f"word2vec.lanes={w.lanes} is not a multiple of the {jax.device_count()} devices")
+
+
+def load_train_data(config, *, workdir: str | None = None) -> text.TokenData:
+  """The corpus as word ids; the vocabulary (rebuilt from the corpus on resume, deterministically) is also kept
+  in `workdir/vocab.txt` for `ssljax.load(workdir).embed`."""
+  w = config.word2vec
   data = text.load_token_data(config.data)
   c = data.corpus
   print(
@@ -66,6 +75,14 @@ def load_train_data(config, *, workdir: str | None = None) -> text.TokenData:
       f"data.min_count={config.data.min_count} leaves {len(data.corpus.vocab)} words, fewer "
       f"than the {needed} that word2vec.negative={w.negative} needs; lower min_count"
     )
+  from ssljax.evals import word_suite  # lazy: matplotlib, scipy
+
+  word_suite.check(config, c.vocab.words)
+  if workdir and jax.process_index() == 0:
+    directory = storage.path(workdir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with storage.open_atomic(directory / VOCAB_FILE, "w") as f:
+      f.write("".join(word + "\n" for word in c.vocab.words))
   return data
 
 
@@ -242,7 +259,7 @@ def _exchange(ints, floats, gather):
   return ints, out[len(ints) :]
 
 
-def update(params, state, batch, rng, learning_rate, config):
+def update(params, state, batch, rng, learning_rate, config, step):
   """One engine step of sparse SGD; returns (params, state, metrics).
 
   The step's `batch_size` tokens form `lanes` contiguous lanes; a sequence of updates each takes the next
@@ -253,6 +270,7 @@ def update(params, state, batch, rng, learning_rate, config):
   tables stay replicated; the result does not depend on the number of devices. Many updates per step keep
   the host out of the loop.
   """
+  del step  # the engine's learning-rate schedule already holds what the step decides
   w = config.word2vec
   # (lanes, B / lanes): lane l is tokens [l * B / lanes, (l + 1) * B / lanes) of the step.
   tokens = batch["tokens"].reshape(w.lanes, -1)
@@ -328,17 +346,53 @@ def update(params, state, batch, rng, learning_rate, config):
 
 
 def embed(params, state, batch, config):
-  """Input vectors of the batch's word ids: the word vectors gensim calls `wv`."""
+  """Input vectors of the batch's word ids (the vectors gensim calls `wv`); for rows of ids (-1: none), the
+  mean vector of each row's words."""
   del state, config
-  return params["input"][batch["tokens"]]
+  tokens = batch["tokens"]
+  if tokens.ndim == 1:
+    return params["input"][tokens]
+  known = (tokens >= 0)[..., None]
+  vectors = params["input"][jnp.maximum(tokens, 0)] * known
+  return vectors.sum(1) / jnp.maximum(known.sum(1), 1)
 
 
-def evaluate(config, *, workdir, params, train_data: text.TokenData, writer=None, step: int = 0, **unused):
+def batch_from_inputs(config, workdir: str, texts) -> dict:
+  """Strings -> rows of word ids (split on whitespace, lowercased as the corpus was; words outside the vocabulary
+  are left out): `embed` gives each string the mean vector of its words."""
+  ids = {w: i for i, w in enumerate(storage.path(os.path.join(workdir, VOCAB_FILE)).read_text().split("\n")[:-1])}
+  rows = []
+  for string in texts:
+    words = (string.lower() if config.data.lowercase else string).split()
+    row = [ids[w] for w in words if w in ids]
+    if not row:
+      raise ValueError(f"no word of {string!r} is in the run's vocabulary ({workdir}/{VOCAB_FILE})")
+    rows.append(row)
+  tokens = np.full((len(rows), max(map(len, rows), default=1)), -1, np.int32)
+  for i, row in enumerate(rows):
+    tokens[i, : len(row)] = row
+  return {"tokens": tokens}
+
+
+def evaluate(context) -> dict:
   """Word-vector evals, the exported vectors and the PCA picture."""
   from ssljax.evals import word_suite  # lazy: matplotlib, scipy
 
-  del unused
-  vectors = np.asarray(sharding.to_host(params["input"]), np.float32)
+  c = context
+  vectors = np.asarray(sharding.to_host(c.params["input"]), np.float32)
   return word_suite.evaluate(
-    config, workdir=workdir, vectors=vectors, words=train_data.corpus.vocab.words, writer=writer, step=step
+    c.config, workdir=c.workdir, vectors=vectors, words=c.train_data.corpus.vocab.words, writer=c.writer, step=c.step
   )
+
+
+METHOD = Method(
+  name="word2vec",
+  load_train_data=load_train_data,
+  init=init,
+  update=update,
+  embed=embed,
+  evaluate=evaluate,
+  check_config=check_config,
+  example_unit="words",
+  batch_from_inputs=batch_from_inputs,
+)

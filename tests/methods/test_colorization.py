@@ -60,7 +60,7 @@ def test_bad_mode_and_loss_are_config_errors(config_of):
     colorization.check_config(config)
   config.colorization.mode, config.colorization.loss = "colorize", "l1"
   with pytest.raises(ConfigError, match="colorization.loss='l1'"):
-    colorization.init(config, jax.random.PRNGKey(0), {"image": np.zeros((2, 28, 28, 3), np.uint8)})
+    colorization.METHOD.check_config(config)
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -74,7 +74,7 @@ def test_split_brain_features_are_the_two_halves_concatenated(config_of, loss):
   params, state = _init(config, batch)
   assert set(params) == {"encoder", "ab_decoder", "l_decoder"}
   assert set(params["encoder"]) == {"l", "ab"} and set(state["batch_stats"]["encoder"]) == {"l", "ab"}
-  features = np.asarray(jax.jit(lambda p, s, b: colorization.embed(p, s, b, config))(params, state, batch))
+  features = np.asarray(jax.jit(lambda p, s, b: colorization.METHOD.embed(p, s, b, config))(params, state, batch))
   # Each half alone, on its own channels of the same view.
   halves = colorization.build_encoder(config)
   x = colorization.eval_view(batch["image"], config)
@@ -139,7 +139,7 @@ def _trained(config, steps):
   ts = train.TrainState(
     step=np.zeros((), np.int32), params=params, opt_state=tx.init(params), method_state=state, rng=jax.random.PRNGKey(1)
   )
-  step = jax.jit(train.make_train_step(colorization, config, tx, schedule))
+  step = jax.jit(train.make_train_step(colorization.METHOD, config, tx, schedule))
   stream = split.stream(batch_size=config.batch_size, seed=0, start_step=0)
   history = []
   for _ in range(steps):
@@ -195,9 +195,7 @@ def test_tiny_run_reports_probes_colour_errors_and_draws_colorizations(tmp_path)
   rc, out, err = launcher.run_cli("configs/colorization.py:tiny", tmp_path, "evals.finetune=False")
   assert rc == 0, err[-2000:]
   results = json.load(open(os.path.join(tmp_path, "eval.json")))
-  for prefix in ("", "baseline/random_init/"):
-    for name in ("knn/top1", "linear/top1", "linear_10pct/top1"):
-      assert 0.0 <= results[prefix + name] <= 1.0, prefix + name
+  launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1", "linear_10pct/top1"))
   assert results["colorization/ab_rmse"] > 0 and results["colorization/gray_ab_rmse"] > 0
   with open(os.path.join(tmp_path, "colorizations.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -62,7 +62,7 @@ def test_bad_mask_names_and_images_too_small_are_config_errors(config_of):
     config.inpainting.mask = kind
     config.data.image_size = 3
     with pytest.raises(ConfigError, match="image_size=3 is too small"):
-      inpainting.init(config, jax.random.PRNGKey(0), {"image": np.zeros((2, 3, 3, 1), np.uint8)})
+      inpainting.METHOD.check_config(config)
 
 
 # --------------------------------------------------------------------------------------------------- baseline
@@ -97,7 +97,7 @@ def test_generator_and_discriminator_each_get_gradient_only_from_their_own_losse
 
   def term_losses(p):
     terms = jnp.stack([inpainting.loss_terms(p, state, batch, rng, config)[0][n] for n in names])
-    return terms, (terms, inpainting.loss_fn(p, state, batch, rng, config)[0])
+    return terms, (terms, inpainting.loss_fn(p, state, batch, rng, config, 0)[0])
 
   # One compilation: a gradient per term (the rows of the Jacobian), the terms, and the loss the step minimizes.
   jacobian, (terms, total) = jax.jit(jax.jacrev(term_losses, has_aux=True))(params)
@@ -118,7 +118,7 @@ def test_init_keeps_the_encoder_where_the_evals_read_it(config_of):
   params, state = jax.eval_shape(lambda key: inpainting.init(config, key, batch), jax.random.PRNGKey(0))  # shapes
   assert set(params) == {"encoder", "decoder"}  # no discriminator without the adversarial term
   assert set(state["batch_stats"]) == {"encoder", "decoder"}
-  features = jax.eval_shape(lambda p, s: inpainting.embed(p, s, batch, config), params, state)
+  features = jax.eval_shape(lambda p, s: inpainting.METHOD.embed(p, s, batch, config), params, state)
   assert features.shape == (4, 4 * config.model.encoder_kwargs.widths[-1])  # pooled_grid of the whole image
 
 
@@ -140,9 +140,7 @@ def test_tiny_run_reports_probes_and_draws_inpaintings(tmp_path):
   assert rc == 0, err[-2000:]
   results = json.load(open(os.path.join(tmp_path, "eval.json")))
   assert not [name for name in results if "finetune" in name]
-  for prefix in ("", "baseline/random_init/"):
-    for name in ("knn/top1", "linear/top1"):
-      assert 0.0 <= results[prefix + name] <= 1.0, prefix + name
+  launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1"))
   assert np.isfinite(results["inpainting/recon_mse"]) and results["inpainting/context_mean_mse"] > 0
   with open(os.path.join(tmp_path, "inpaintings.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -53,5 +53,5 @@ def test_bad_geometry_is_one_line(tmp_path, config_of):
   with pytest.raises(ConfigError, match="jigsaw.image_size=25 is not divisible"):
     jigsaw.check_config(config)
   rc, out, err = launcher.run_cli("configs/jigsaw.py:tiny", tmp_path / "w", "jigsaw.tile_size=9")
-  assert rc != 0 and "jigsaw.tile_size=9 must be in [1, 8]" in err.strip().splitlines()[-1]
-  assert not os.path.exists(tmp_path / "w" / "eval.json")
+  assert rc == 2 and err.strip() == "error: jigsaw.tile_size=9 must be in [1, 8] (the cell of a 24-pixel puzzle)"
+  assert not os.path.exists(tmp_path / "w")  # refused before anything is written
