@@ -370,7 +370,6 @@ def _pos_setup(tmp_path):
   return path, words, labels[:360]
 
 
-@pytest.mark.filterwarnings("ignore:linear_probe chose")  # noise vectors want the strongest l2
 def test_pos_probe_decodable_vs_random(tmp_path):
   path, words, labels = _pos_setup(tmp_path)
   assert read_pos_labels(path) == {**dict(zip(words[:360], labels)), **{f"other{i}": "adv" for i in range(30)}}
