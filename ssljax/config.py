@@ -139,38 +139,38 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
   return out
 
 
-# Keys the engine and the shared evals read, with the range each must lie in: (key, low, high, what), bounds
-# inclusive unless named in OPEN_BOUNDS; None is unbounded. Checked before anything is read or written.
-RANGES = (
-  ("batch_size", 1, None, "examples per global batch"),
-  ("total_steps", 0, None, "0: use epochs"),
-  ("epochs", 0, None, "used when total_steps is 0"),
-  ("checkpoint_every", 1, None, "steps"),
-  ("keep_checkpoints", 1, None, "checkpoints kept"),
-  ("log_every", 1, None, "steps"),
-  ("optim.learning_rate", 0.0, None, "the peak learning rate"),
-  ("optim.final_learning_rate", 0.0, None, "the learning rate at the last step"),
-  ("optim.weight_decay", 0.0, None, ""),
-  ("optim.momentum", 0.0, 1.0, ""),
-  ("optim.b2", 0.0, 1.0, ""),
-  ("optim.warmup_epochs", 0.0, None, ""),
-  ("optim.grad_clip_norm", 0.0, None, "0: no clipping"),
-  ("evals.batch_size", 1, None, "examples per eval batch"),
-  ("evals.knn_k", 1, None, "neighbours"),
-  ("evals.knn_temperature", 0.0, None, ""),
-  ("evals.finetune_batch_size", 1, None, ""),
-  ("evals.finetune_learning_rate", 0.0, None, ""),
-  ("evals.finetune_epochs", 0.0, None, ""),
-  ("evals.finetune_min_steps", 0, None, ""),
-  ("evals.finetune_max_steps", 0, None, ""),
-)
-OPEN_BOUNDS = {
-  "optim.learning_rate": "low",
-  "optim.momentum": "high",
-  "optim.b2": "both",
-  "evals.knn_temperature": "low",
-  "evals.finetune_learning_rate": "low",
+# Keys the engine and the shared evals read, and the interval each must lie in ('[' and ']' include the bound,
+# '(' and ')' exclude it). Keys a config does not have are skipped. Checked before anything is read or written.
+RANGES = {
+  "batch_size": "[1, inf)",
+  "total_steps": "[0, inf)",  # 0: epochs decide
+  "epochs": "[0, inf)",
+  "checkpoint_every": "[1, inf)",
+  "keep_checkpoints": "[1, inf)",
+  "log_every": "[1, inf)",
+  "optim.learning_rate": "(0, inf)",
+  "optim.final_learning_rate": "[0, inf)",
+  "optim.weight_decay": "[0, inf)",
+  "optim.momentum": "[0, 1)",
+  "optim.b2": "(0, 1)",
+  "optim.warmup_epochs": "[0, inf)",
+  "optim.grad_clip_norm": "[0, inf)",  # 0: no clipping
+  "evals.batch_size": "[1, inf)",
+  "evals.knn_k": "[1, inf)",
+  "evals.knn_temperature": "(0, inf)",
+  "evals.finetune_batch_size": "[1, inf)",
+  "evals.finetune_learning_rate": "(0, inf)",
+  "evals.finetune_epochs": "[0, inf)",
+  "evals.finetune_min_steps": "[0, inf)",
+  "evals.finetune_max_steps": "[0, inf)",
 }
+
+
+def _inside(value: float, interval: str) -> bool:
+  low, high = (float(x) for x in interval[1:-1].split(","))
+  above = value > low if interval[0] == "(" else value >= low
+  below = value < high if interval[-1] == ")" else value <= high
+  return above and below
 
 
 def _lookup(config, dotted: str):
@@ -184,20 +184,14 @@ def _lookup(config, dotted: str):
 
 def check_common(config) -> None:
   """ConfigError naming the first key outside its range (`RANGES`), and the label fractions outside (0, 1]."""
-  for key, low, high, what in RANGES:
+  for key, interval in RANGES.items():
     value = _lookup(config, key)
     if value is None or isinstance(value, bool):
       continue
     if not isinstance(value, (int, float)):
       raise ConfigError(f"{key}={value!r} must be a number")
-    open_at = OPEN_BOUNDS.get(key, "")
-    too_low = low is not None and (value <= low if open_at in ("low", "both") else value < low)
-    too_high = high is not None and (value >= high if open_at in ("high", "both") else value > high)
-    if too_low or too_high:
-      left = "(" if open_at in ("low", "both") else "["
-      right = ")" if open_at in ("high", "both") or high is None else "]"
-      bounds = f"{left}{low}, {'inf' if high is None else high}{right}"
-      raise ConfigError(f"{key}={value} must be in {bounds}" + (f" ({what})" if what else ""))
+    if not _inside(value, interval):
+      raise ConfigError(f"{key}={value} must be in {interval}")
   if not (config.get("total_steps", 0) or config.get("epochs", 0)):
     raise ConfigError("total_steps and epochs are both 0: set one to a positive number")
   for fraction in _lookup(config, "evals.label_fractions") or ():

@@ -31,11 +31,14 @@ def _tuples(value):
   return value
 
 
-def config_of(workdir) -> ml_collections.ConfigDict:
-  """The config a workdir's run was started with, locked."""
+def config_of(workdir, *, with_checkpoint: bool = False) -> ml_collections.ConfigDict:
+  """The config a workdir's run was started with, locked; a ConfigError naming the workdir when it holds no run
+  (or, `with_checkpoint`, no checkpoint yet)."""
   path = storage.path(workdir) / "config.json"
   if not path.is_file():
     raise config_lib.ConfigError(f"{workdir} holds no run: {path} is missing")
+  if with_checkpoint and not (storage.path(workdir) / "checkpoints").is_dir():
+    raise config_lib.ConfigError(f"{workdir} has no checkpoint yet")
   config = ml_collections.ConfigDict(_tuples(storage.read_json(path)))
   config.lock()
   return config
@@ -81,11 +84,9 @@ class Run:
 
 def load(workdir, *, step: int | None = None) -> Run:
   """The run in `workdir` at its newest readable checkpoint (or at `step`)."""
-  config = config_of(workdir)
+  config = config_of(workdir, with_checkpoint=True)
   method = methods.get_method(config.method)
   mesh = sharding.make_mesh()
-  if not (storage.path(workdir) / "checkpoints").is_dir():
-    raise config_lib.ConfigError(f"{workdir} has no checkpoint yet")
   checkpointer = Checkpointer(workdir, keep=1, fingerprint=config_lib.fingerprint(config), read_only=True)
   try:
     found = checkpointer.restore_replicated(mesh, step=step)

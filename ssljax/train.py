@@ -115,16 +115,6 @@ def _check_workdir(workdir, config) -> None:
       )
 
 
-def _check_init_from(config) -> None:
-  source = config.get("init_from", "")
-  if source:
-    from ssljax import runs
-
-    runs.config_of(source)  # a ConfigError naming it when there is no run
-    if not (storage.path(source) / "checkpoints").is_dir():
-      raise config_lib.ConfigError(f"init_from={source}: that run has no checkpoint yet")
-
-
 def _start_from(state: TrainState, source: str) -> TrainState:
   """`state` with the encoder of `source`'s newest checkpoint: params['encoder'] and, when both have them, the
   BatchNorm statistics at method_state['batch_stats']['encoder']. Everything else starts as initialised."""
@@ -260,7 +250,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
     method.check_config(config)
     sharding.check_batch_size(config.batch_size, mesh)
     _check_workdir(workdir, config)
-    _check_init_from(config)
+    if config.get("init_from", ""):
+      from ssljax import runs
+
+      runs.config_of(config.init_from, with_checkpoint=True)
 
   sharding.agree(check, "checking the config")
   if jax.process_count() > 1:

@@ -28,7 +28,7 @@ def refused(workdir, *overrides, config=TINY, env=None, words=""):
   [
     (["batch_size=30"], "batch_size=30 is not divisible by the 8 devices"),
     (["evals.batch_size=100"], "evals.batch_size=100 is not divisible by the 8 devices"),
-    (["optim.learning_rate=-0.1"], "optim.learning_rate=-0.1 must be in (0.0, inf)"),
+    (["optim.learning_rate=-0.1"], "optim.learning_rate=-0.1 must be in (0, inf)"),
     (["total_steps=-1"], "total_steps=-1 must be in [0, inf)"),
     (["evals.label_fractions=(1.0, 1.5)"], "evals.label_fractions holds 1.5"),
     (["optim.name=adam"], "optim.name='adam' is not one of lars, sgd, adamw"),

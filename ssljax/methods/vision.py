@@ -127,10 +127,17 @@ def batch_from_images(config, workdir: str, images) -> dict:
       image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
     elif channels == 3 and image.shape[-1] == 1:
       image = np.repeat(image, 3, axis=-1)
-    if image.shape[:2] != (size, size):
-      resized = augment.center_crop_resize(jnp.asarray(image, jnp.float32) / 255.0, size=(size, size))
-      image = np.round(np.clip(np.asarray(resized), 0.0, 1.0) * 255.0).astype(np.uint8)
     out.append(image)
+  # One resize per distinct shape, over all the images of that shape at once.
+  resize = jax.jit(jax.vmap(lambda im: augment.center_crop_resize(im.astype(jnp.float32) / 255.0, size=(size, size))))
+  by_shape = {}
+  for i, image in enumerate(out):
+    by_shape.setdefault(image.shape, []).append(i)
+  for shape, rows in by_shape.items():
+    if shape[:2] != (size, size):
+      resized = np.asarray(resize(np.stack([out[i] for i in rows])))
+      for i, image in zip(rows, np.round(np.clip(resized, 0.0, 1.0) * 255.0).astype(np.uint8)):
+        out[i] = image
   return {"image": np.stack(out)}
 
 
