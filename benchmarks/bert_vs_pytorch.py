@@ -182,9 +182,10 @@ class Peer:
     torch, tokens = self.torch, self.tokens
     ordinary = tokens >= bert.FIRST_ORDINARY_ID
     count = torch.clamp(torch.round(self.mask_prob * ordinary.sum(1)), 1, self.max_predictions)
-    scores = torch.where(ordinary, torch.rand(tokens.shape), torch.full(tokens.shape, -1.0))
-    top, positions = torch.topk(scores, self.max_predictions, dim=1)
-    weights = (torch.arange(self.max_predictions)[None, :] < count[:, None]) & (top >= 0.0)
+    # transformer.random_order: the argsort of uniform noise, special tokens last.
+    noise = torch.where(ordinary, torch.rand(tokens.shape), torch.full(tokens.shape, math.inf))
+    positions = torch.argsort(noise, dim=1, stable=True)[:, : self.max_predictions]
+    weights = (torch.arange(self.max_predictions)[None, :] < count[:, None]) & torch.gather(ordinary, 1, positions)
     labels = torch.gather(tokens, 1, positions)
     how = torch.rand(positions.shape)
     random_tokens = torch.randint(bert.FIRST_ORDINARY_ID, self.vocab, positions.shape)

@@ -2,7 +2,7 @@
 source a paragraph comes from, at 100%, 10% and 1% of the labels, against the same model trained from scratch
 and a bag-of-words logistic regression.
 
-Presets (`--config configs/bert.py:PRESET`):
+Presets (`--config configs/bert.py:PRESET`; shared text defaults in configs/text_base.py):
   cpu     BERT-mini (4 layers, 256 wide) on the 20 cased sources of `make corpus` (data/text/raw;
           recipe in data/recipe/), 5000 paragraphs each, WordPiece vocabulary 8192, 1000 steps of 32 pairs of up
           to 64 tokens.
@@ -19,53 +19,30 @@ Overrides: --config.bert.size=small --config.data.max_len=256 --config.total_ste
 Then: python -m ssljax.demo fill --workdir workdirs/bert_cpu "I love to eat peanut [MASK] and jam."
 """
 
-import os
-
 import ml_collections
+import text_base
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRESETS = ("cpu", "tiny", "base")
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
   preset = arg or "cpu"
-  c = ml_collections.ConfigDict()
-  c.method = "bert"
-  c.seed = 0
-  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
-  c.batch_size = 64  # sentence pairs
-  c.total_steps = 0  # > 0 wins over epochs
-  c.epochs = 1
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 2
-  c.log_every = 50
-
-  c.data = ml_collections.ConfigDict()
-  c.data.path = os.path.join(ROOT, "data", "text", "raw")  # a directory of sources, or files / globs
-  c.data.max_paragraphs = 0  # > 0: the first N paragraphs of each source
-  c.data.valid_every = 50  # paragraph k of a source is held out when k % valid_every == valid_every - 1
-  c.data.vocab_size = 8192  # WordPiece, trained on the training split, saved in workdir/tokenizer
-  c.data.lowercase = False
+  c = text_base.wordpiece_lm(
+    "bert",
+    preset,
+    presets=PRESETS,
+    batch_size=64,  # sentence pairs
+    checkpoint_every=500,
+    log_every=50,
+    optim=text_base.adamw(learning_rate=1e-3, warmup_epochs=0.05, weight_decay=0.01, b2=0.98),
+  )
   c.data.max_len = 128  # tokens per pair, [CLS] A [SEP] B [SEP]
-
-  c.model = ml_collections.ConfigDict()
-  c.model.dtype = "float32"  # compute dtype; bfloat16 on accelerators
 
   c.bert = ml_collections.ConfigDict()
   c.bert.size = "mini"  # tiny | mini | small | medium | base (Turc et al. 2019)
   c.bert.dropout = 0.1
   c.bert.mask_prob = 0.15
   c.bert.max_predictions = 20  # per pair: 15% of 128, rounded up
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adamw"
-  c.optim.learning_rate = 1e-3
-  c.optim.lr_scaling = "none"
-  c.optim.schedule = "cosine"
-  c.optim.warmup_epochs = 0.05
-  c.optim.weight_decay = 0.01
-  c.optim.momentum = 0.9  # adam's b1
-  c.optim.b2 = 0.98
-  c.optim.grad_clip_norm = 1.0
 
   c.evals = ml_collections.ConfigDict()
   c.evals.batch_size = 64
@@ -96,17 +73,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.evals.finetune_epochs = 4.0
     c.evals.finetune_min_steps = 150
   elif preset == "tiny":
-    c.data.path = os.path.join(ROOT, "tests", "data", "lm")
-    c.data.vocab_size = 600
-    c.data.valid_every = 10
     c.data.max_len = 32
-    c.batch_size = 16
     c.total_steps = 40
     c.checkpoint_every = 20
-    c.log_every = 10
     c.bert.size = "tiny"
     c.bert.max_predictions = 5
-    c.optim.warmup_epochs = 0.0
     c.evals.batch_size = 16
     c.evals.finetune_per_class = 16
     c.evals.finetune_test_per_class = 8
@@ -126,6 +97,4 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 5000
     c.evals.finetune_per_class = 2000
     c.evals.finetune_test_per_class = 500
-  else:
-    raise ValueError(f"unknown preset '{preset}' (known: cpu, tiny, base)")
   return c

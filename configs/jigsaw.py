@@ -1,6 +1,7 @@
 """Jigsaw puzzles (Noroozi and Favaro 2016): which of a maximal-Hamming set of permutations shuffled 3x3 tiles.
 
-Presets (`--config configs/jigsaw.py:PRESET`; shared defaults in configs/vision_base.py):
+Presets (`--config configs/jigsaw.py:PRESET`; shared defaults and the tile geometry, which relative position
+uses too, in configs/vision_base.py):
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): crops resized to 27x27, nine 7x7 tiles
            from 9x9 cells (up to 2 pixels of gap and jitter), 100 permutations, 3 epochs.
            python launch/run.py --config configs/jigsaw.py:cpu --workdir workdirs/jigsaw_cpu
@@ -19,33 +20,16 @@ Presets (`--config configs/jigsaw.py:PRESET`; shared defaults in configs/vision_
 Overrides: --config.jigsaw.num_permutations=1000 --config.jigsaw.tile_size=10 ...
 """
 
-import ml_collections
 import vision_base
 
 
 def get_config(arg=None):
   preset = arg or "cpu"
-  c = vision_base.base("jigsaw", preset)
-  c.jigsaw = ml_collections.ConfigDict()
+  c = vision_base.tile_task("jigsaw", preset)
   c.jigsaw.num_permutations = 100
   c.jigsaw.permutation_seed = 0
-  c.jigsaw.image_size = 27  # the image is resized to this before it is cut: a multiple of 3
-  c.jigsaw.tile_size = 7  # at most image_size / 3; the rest of each cell is gap and jitter
-  c.jigsaw.hidden = 512
-  c.augment.crop_scale = (0.6, 1.0)
-  if preset == "cpu":
-    c.epochs = 3
-  elif preset == "tiny":
+  if preset == "tiny":
     c.jigsaw.num_permutations = 10
-    c.jigsaw.image_size = 24
-    c.jigsaw.tile_size = 7
-    c.jigsaw.hidden = 32
-  elif preset == "cifar10":
-    c.jigsaw.image_size = 96
-    c.jigsaw.tile_size = 27
   elif preset == "imagenet":
     c.jigsaw.num_permutations = 1000
-    c.jigsaw.image_size = 225
-    c.jigsaw.tile_size = 64
-    c.jigsaw.hidden = 1024
   return c

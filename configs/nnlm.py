@@ -1,7 +1,7 @@
 """Neural language model: Bengio et al.'s fixed-window model or a GRU, on WordPiece ids, scored by perplexity
 against an interpolated modified Kneser-Ney n-gram model estimated on the same training tokens.
 
-Presets (`--config configs/nnlm.py:PRESET`):
+Presets (`--config configs/nnlm.py:PRESET`; shared text defaults in configs/text_base.py):
   cpu     GRU (1 layer, 512 units, 128-d tied embeddings) on the seven cased prose sources of `make corpus`
           (data/text/raw; recipe in data/recipe/), 2000 paragraphs each, WordPiece vocabulary 8192, every 50th
           paragraph held out; 4 epochs of 0.86M tokens.
@@ -18,8 +18,9 @@ Overrides: --config.data.path=DIR --config.nnlm.arch=window --config.evals.ngram
 import os
 
 import ml_collections
+import text_base
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRESETS = ("cpu", "tiny", "large")
 PROSE = (
   "austen_novels",
   "moby_dick",
@@ -33,27 +34,16 @@ PROSE = (
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
   preset = arg or "cpu"
-  c = ml_collections.ConfigDict()
-  c.method = "nnlm"
-  c.seed = 0
-  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
-  c.batch_size = 64  # chunks of data.seq_len tokens
-  c.total_steps = 0  # > 0 wins over epochs
-  c.epochs = 1
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 2
-  c.log_every = 100
-
-  c.data = ml_collections.ConfigDict()
-  c.data.path = os.path.join(ROOT, "data", "text", "raw")  # a directory of sources, or files / globs
-  c.data.max_paragraphs = 0  # > 0: the first N paragraphs of each source
-  c.data.valid_every = 50  # paragraph k of a source is held out when k % valid_every == valid_every - 1
-  c.data.vocab_size = 8192  # WordPiece, trained on the training split, saved in workdir/tokenizer
-  c.data.lowercase = False
+  c = text_base.wordpiece_lm(
+    "nnlm",
+    preset,
+    presets=PRESETS,
+    batch_size=64,  # chunks of data.seq_len tokens
+    checkpoint_every=1000,
+    log_every=100,
+    optim=text_base.adamw(learning_rate=2e-3, warmup_epochs=0.02, weight_decay=0.0, b2=0.99),
+  )
   c.data.seq_len = 64  # tokens per training chunk; also the evaluation's chunk
-
-  c.model = ml_collections.ConfigDict()
-  c.model.dtype = "float32"  # compute dtype; bfloat16 on accelerators
 
   c.nnlm = ml_collections.ConfigDict()
   c.nnlm.arch = "gru"  # gru | window (Bengio et al. 2003)
@@ -62,17 +52,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.nnlm.hidden_dim = 512
   c.nnlm.layers = 1  # gru
   c.nnlm.dropout = 0.0
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adamw"
-  c.optim.learning_rate = 2e-3
-  c.optim.lr_scaling = "none"
-  c.optim.schedule = "cosine"
-  c.optim.warmup_epochs = 0.02
-  c.optim.weight_decay = 0.0
-  c.optim.momentum = 0.9  # adam's b1
-  c.optim.b2 = 0.99
-  c.optim.grad_clip_norm = 1.0
 
   c.evals = ml_collections.ConfigDict()
   c.evals.ngram_order = 5
@@ -84,7 +63,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     # The seven prose sources (literature, scripture, encyclopedia, news, quotations), 2000 paragraphs each:
     # 0.86M tokens, 4 epochs. Technical manuals and dictionaries repeat boilerplate that n-gram counts
     # memorize in one pass and a network only after many epochs (all 20 sources, 1 epoch: GRU 181, KN 103).
-    c.data.path = ",".join(os.path.join(ROOT, "data", "text", "raw", f"{name}.txt.xz") for name in PROSE)
+    c.data.path = ",".join(os.path.join(text_base.ROOT, "data", "text", "raw", f"{name}.txt.xz") for name in PROSE)
     c.data.max_paragraphs = 2000
     c.epochs = 4
     c.batch_size = 32
@@ -92,18 +71,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.optim.learning_rate = 3e-3
     c.log_every = 200
   elif preset == "tiny":
-    c.data.path = os.path.join(ROOT, "tests", "data", "lm")
-    c.data.vocab_size = 600
-    c.data.valid_every = 10
     c.data.seq_len = 16
-    c.batch_size = 16
     c.total_steps = 100
     c.checkpoint_every = 50
     c.optim.learning_rate = 1e-2
-    c.log_every = 10
     c.nnlm.embed_dim = 32
     c.nnlm.hidden_dim = 64
-    c.optim.warmup_epochs = 0.0
     c.evals.ngram_order = 3
     c.evals.lanes = 8
     c.evals.plots = False
@@ -117,6 +90,4 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.nnlm.layers = 2
     c.nnlm.dropout = 0.1
     c.model.dtype = "bfloat16"
-  else:
-    raise ValueError(f"unknown preset '{preset}' (known: cpu, tiny, large)")
   return c

@@ -1,6 +1,7 @@
 """Relative patch position (Doersch et al. 2015): where, of 8 places, a tile sits around the centre tile.
 
-Presets (`--config configs/relative_position.py:PRESET`; shared defaults in configs/vision_base.py):
+Presets (`--config configs/relative_position.py:PRESET`; shared defaults and the tile geometry, which jigsaw uses
+too, in configs/vision_base.py):
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): crops resized to 27x27, nine 7x7 tiles
            from 9x9 cells (up to 2 pixels of gap and jitter); all 8 pairs of each image; 3 epochs.
            python launch/run.py --config configs/relative_position.py:cpu --workdir workdirs/relpos_cpu
@@ -18,29 +19,8 @@ Presets (`--config configs/relative_position.py:PRESET`; shared defaults in conf
 Overrides: --config.relative_position.tile_size=10 ...
 """
 
-import ml_collections
 import vision_base
 
 
 def get_config(arg=None):
-  preset = arg or "cpu"
-  c = vision_base.base("relative_position", preset)
-  c.relative_position = ml_collections.ConfigDict()
-  c.relative_position.image_size = 27  # the image is resized to this before it is cut: a multiple of 3
-  c.relative_position.tile_size = 7  # at most image_size / 3; the rest of each cell is gap and jitter
-  c.relative_position.hidden = 512
-  c.augment.crop_scale = (0.6, 1.0)
-  if preset == "cpu":
-    c.epochs = 3
-  elif preset == "tiny":
-    c.relative_position.image_size = 24
-    c.relative_position.tile_size = 7
-    c.relative_position.hidden = 32
-  elif preset == "cifar10":
-    c.relative_position.image_size = 96
-    c.relative_position.tile_size = 27
-  elif preset == "imagenet":
-    c.relative_position.image_size = 225
-    c.relative_position.tile_size = 64
-    c.relative_position.hidden = 1024
-  return c
+  return vision_base.tile_task("relative_position", arg or "cpu")

@@ -1,6 +1,7 @@
-"""Defaults shared by the image pretext-task configs (rotation, relative position, jigsaw, inpainting,
-colorization, MAE): data, encoder, optimizer and the eval suite, per preset. Not a config itself: each method's
-file starts from `base(method, preset)` and says what it changes.
+"""Defaults shared by the image configs (SimCLR and the pretext tasks: rotation, relative position, jigsaw,
+inpainting, colorization, MAE): data, encoder, optimizer and the eval suite, per preset. Not a config itself:
+each method's file starts from `base(method, preset)` (jigsaw and relative position from `tile_task`, which adds
+their shared tile geometry) and says what it changes.
 
 Presets:
   cpu      Fashion-MNIST from the offline IDX files (`make data`), SmallCNN, AdamW: minutes on a 2-core CPU.
@@ -137,4 +138,29 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
       c.evals.finetune_batch_size = 32
       c.evals.finetune_min_steps = 3
       c.evals.finetune_max_steps = 3
+  return c
+
+
+def tile_task(method: str, preset: str) -> ml_collections.ConfigDict:
+  """`base` plus the geometry of the 3x3 tile tasks (jigsaw, relative position) under `c.<method>`: each crop is
+  resized to `image_size` and cut into nine `tile_size` tiles, the rest of each cell being gap and jitter; `hidden`
+  is the width of the MLP on the tiles' features."""
+  c = base(method, preset)
+  t = c[method] = ml_collections.ConfigDict()
+  t.image_size = 27  # the image is resized to this before it is cut: a multiple of 3
+  t.tile_size = 7  # at most image_size / 3; the rest of each cell is gap and jitter
+  t.hidden = 512
+  c.augment.crop_scale = (0.6, 1.0)
+  if preset == "cpu":
+    c.epochs = 3
+  elif preset == "tiny":
+    t.image_size = 24
+    t.hidden = 32
+  elif preset == "cifar10":
+    t.image_size = 96
+    t.tile_size = 27
+  elif preset == "imagenet":
+    t.image_size = 225
+    t.tile_size = 64
+    t.hidden = 1024
   return c

@@ -1,6 +1,6 @@
 """word2vec (Mikolov et al. 2013): skip-gram or CBOW, negative sampling or hierarchical softmax.
 
-Presets (`--config configs/word2vec.py:PRESET`):
+Presets (`--config configs/word2vec.py:PRESET`; shared text defaults in configs/text_base.py):
   cpu    skip-gram, negative 5, window 5, dim 100, min_count 5, sample 1e-3, 1 epoch, on the 17.6M-token
          text8-like corpus (`make corpus` builds it with data/recipe/), gensim's defaults otherwise.
          python launch/run.py --config configs/word2vec.py:cpu --workdir workdirs/w2v_cpu
@@ -19,33 +19,24 @@ Overrides: --config.data.path=FILE[,FILE...] --config.epochs=5 --config.word2vec
 import os
 
 import ml_collections
+import text_base
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EVAL_DATA = os.path.join(ROOT, "ssljax", "evals", "data")  # small public eval sets shipped with ssljax
+PRESETS = ("cpu", "tiny", "text8", "large")
+EVAL_DATA = os.path.join(text_base.ROOT, "ssljax", "evals", "data")  # small public eval sets shipped with ssljax
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
   preset = arg or "cpu"
-  c = ml_collections.ConfigDict()
-  c.method = "word2vec"
-  c.seed = 0
-  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
   # Tokens per engine step, before subsampling: `lanes` contiguous lanes, read by a sequence of SGD updates
   # that each take `word2vec.update_tokens` of every lane (so 2 x 128 = 256 tokens per update here).
-  c.batch_size = 8192
+  c = text_base.base("word2vec", preset, presets=PRESETS, batch_size=8192, checkpoint_every=20000, log_every=2000)
   # On a host without an accelerator, XLA sees the CPU as this many devices, so the lanes run on both cores.
   c.cpu_devices = 2
-  c.total_steps = 0  # > 0 wins over epochs
-  c.epochs = 1
-  c.checkpoint_every = 20000
-  c.keep_checkpoints = 2
-  c.log_every = 2000
 
   c.data = ml_collections.ConfigDict()
   c.data.name = ""  # a tfds text dataset, read when path is empty
-  c.data.path = os.path.join(
-    ROOT, "data", "text", "corpus.txt.xz"
-  )  # plain text file(s): comma-separated or a glob; .xz/.gz/.bz2 ok
+  # plain text file(s): comma-separated or a glob; .xz/.gz/.bz2 ok
+  c.data.path = os.path.join(text_base.ROOT, "data", "text", "corpus.txt.xz")
   c.data.train_split = "train"
   c.data.text_feature = "text"
   c.data.min_count = 5
@@ -88,7 +79,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   if preset == "cpu":
     pass
   elif preset == "tiny":
-    c.data.path = os.path.join(ROOT, "tests", "data", "tiny_corpus.txt")
+    c.data.path = os.path.join(text_base.ROOT, "tests", "data", "tiny_corpus.txt")
     c.data.min_count = 2
     c.batch_size = 256
     c.cpu_devices = 0
@@ -112,6 +103,4 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.word2vec.negative = 10
     c.epochs = 3
     c.checkpoint_every = 200000
-  else:
-    raise ValueError(f"unknown preset '{preset}' (known: cpu, tiny, text8, large)")
   return c

@@ -1,5 +1,6 @@
 """Contrastive losses and metrics: InfoNCE, NT-Xent and contrastive accuracy; word2vec's SGNS and CBOW;
-BERT's masked-LM and MAE's masked-patch reconstruction.
+BERT's masked-LM and MAE's masked-patch reconstruction; Context Encoders' hole L2 and the GAN terms of its
+adversarial variant; cross-entropy against soft targets (colorization's soft-encoded colours).
 
 Pure functions on global arrays. Under `jax.jit` with inputs sharded over a device
 mesh (e.g. `NamedSharding(mesh, P('data'))`), the similarity matrix is taken over the
@@ -13,7 +14,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["info_nce", "nt_xent", "contrastive_accuracy", "sgns", "cbow_ns", "masked_lm", "mae_recon"]
+__all__ = [
+  "info_nce",
+  "nt_xent",
+  "contrastive_accuracy",
+  "sgns",
+  "cbow_ns",
+  "masked_lm",
+  "mae_recon",
+  "masked_l2",
+  "gan_generator",
+  "gan_discriminator",
+  "soft_cross_entropy",
+]
 
 Temperature = float | jax.Array
 
@@ -491,3 +504,92 @@ def masked_l2(predictions: jax.Array, targets: jax.Array, mask: jax.Array) -> ja
   mask = jnp.asarray(mask, jnp.float32)
   squared = jnp.square(_upcast(predictions) - _upcast(targets)).sum(-1)
   return jnp.sum(mask * squared) / (jnp.maximum(jnp.sum(mask), 1.0) * predictions.shape[-1])
+
+
+def gan_generator(fake_logits: jax.Array) -> jax.Array:
+  """The non-saturating generator loss, mean -log D(G(z)) = mean softplus(-logit), as DCGAN trains it.
+
+  Minimizing -log D(fake) rather than log(1 - D(fake)) keeps the gradient large while the discriminator still
+  rejects the fakes easily (Goodfellow et al., section 3). In Context Encoders the fakes are the inpainted images
+  and this is the adversarial term of the generator, weighed against `masked_l2`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> print(f"{gan_generator(jnp.array([0.0, 0.0])):.4f}")  # D = 1/2: log 2
+    0.6931
+
+  Args:
+    fake_logits: (N,) the discriminator's logits (log-odds of "real") on generated images.
+
+  Returns:
+    Scalar, float32 or wider.
+
+  References:
+    I. Goodfellow et al., `Generative Adversarial Nets <https://arxiv.org/abs/1406.2661>`_, NeurIPS 2014;
+    D. Pathak et al., `Context Encoders <https://arxiv.org/abs/1604.07379>`_, CVPR 2016, section 3.2.
+  """
+  if jnp.ndim(fake_logits) != 1:
+    raise ValueError(f"`fake_logits` must be (N,) logits, got shape {jnp.shape(fake_logits)}.")
+  return jax.nn.softplus(-_upcast(fake_logits)).mean()
+
+
+def gan_discriminator(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """The discriminator's loss: binary cross-entropy of real images as 1 and generated ones as 0.
+
+  mean -log D(real) + mean -log(1 - D(fake)) = mean softplus(-real) + mean softplus(fake), each side averaged
+  on its own, so the two count alike whatever their batch sizes. Pass generated images under `stop_gradient`
+  when one optimizer step trains both players, so this term trains only the discriminator.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> print(f"{gan_discriminator(jnp.array([0.0]), jnp.array([0.0])):.4f}")  # undecided: 2 log 2
+    1.3863
+
+  Args:
+    real_logits: (N,) logits on real images.
+    fake_logits: (M,) logits on generated images.
+
+  Returns:
+    Scalar, float32 or wider.
+
+  References:
+    I. Goodfellow et al., `Generative Adversarial Nets <https://arxiv.org/abs/1406.2661>`_, NeurIPS 2014, eq. 1.
+  """
+  if jnp.ndim(real_logits) != 1 or jnp.ndim(fake_logits) != 1:
+    raise ValueError(
+      f"`real_logits` and `fake_logits` must be (N,) logits, got shapes {jnp.shape(real_logits)} and "
+      f"{jnp.shape(fake_logits)}."
+    )
+  return jax.nn.softplus(-_upcast(real_logits)).mean() + jax.nn.softplus(_upcast(fake_logits)).mean()
+
+
+def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Mean cross-entropy of softmax(logits) against target distributions: -sum_k targets_k log p_k, averaged
+  over every leading position (pixel, example).
+
+  Zhang et al.'s colorization loss: each pixel's target is its true colour soft-encoded over the nearest bins
+  (Gaussian weights), not one bin. `jax.nn.log_softmax` subtracts the max under `stop_gradient`, so large logits
+  stay finite.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> print(f"{soft_cross_entropy(jnp.zeros((1, 4)), jnp.array([[0.5, 0.5, 0.0, 0.0]])):.4f}")  # uniform: log 4
+    1.3863
+
+  Args:
+    logits: (..., K) scores over K bins.
+    targets: (..., K) non-negative weights summing to 1 over the last axis.
+
+  Returns:
+    Scalar, float32 or wider.
+
+  References:
+    R. Zhang, P. Isola and A. Efros, `Colorful Image Colorization <https://arxiv.org/abs/1603.08511>`_, ECCV 2016,
+    eq. 2 (without the class rebalancing).
+  """
+  if jnp.ndim(logits) < 1 or jnp.shape(logits) != jnp.shape(targets):
+    raise ValueError(
+      f"`logits` and `targets` must have the same shape (..., K), got {jnp.shape(logits)} and {jnp.shape(targets)}."
+    )
+  log_p = jax.nn.log_softmax(_upcast(logits), axis=-1)
+  return jnp.mean(-jnp.sum(_upcast(jnp.asarray(targets)) * log_p, axis=-1))

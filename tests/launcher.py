@@ -1,5 +1,7 @@
 """Running `launch/run.py` as a user would, for the end-to-end tests of every method."""
 
+import json
+import math
 import os
 import socket
 import subprocess
@@ -34,6 +36,26 @@ def run_cli(config: str, workdir, *overrides, wait: bool = True, env: dict | Non
     return proc
   out, err = proc.communicate(timeout=600)
   return proc.returncode, out, err
+
+
+def run_main(config: str, workdir, *overrides):
+  """`launch/run.py`'s own `main`, in this process: (returncode, stdout, stderr). For refusals, which end before a
+  step is compiled: no interpreter, jax or dataset start of its own. The test process's devices apply (8)."""
+  import contextlib
+  import importlib.util
+  import io
+
+  spec = importlib.util.spec_from_file_location("ssljax_launch_run", os.path.join(ROOT, "launch", "run.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  argv = ["--config", os.path.join(ROOT, config), "--workdir", str(workdir), *[f"--config.{o}" for o in overrides]]
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+      rc = module.main(argv)
+    except SystemExit as e:
+      rc = e.code
+  return rc, out.getvalue(), err.getvalue()
 
 
 def assert_params_close(a, b, atol: float = 1e-5) -> None:
@@ -107,3 +129,50 @@ def assert_suite_read_both_encoders(results: dict, names) -> None:
     for name in names:
       assert results[prefix + name] > 0.3, (prefix + name, results[prefix + name])
   assert any(results[name] != results["baseline/random_init/" + name] for name in names), results
+
+
+def read_json(path) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def assert_same_evals_on_one_device(workdir, config: str, *overrides, scratch) -> dict:
+  """Evaluates a finished run again on one device (a copy of `workdir` under `scratch`: the engine restores its
+  last checkpoint and runs only the evals) and asserts every number of eval.json equals the run's own, written on
+  however many devices it had. Returns the one-device eval.json."""
+  import shutil
+
+  copy = os.path.join(scratch, "evaluated_on_one_device")
+  shutil.copytree(workdir, copy)
+  expected = read_json(os.path.join(workdir, "eval.json"))
+  rc, out, err = run_cli(config, copy, *overrides, env=devices_env(1))
+  assert rc == 0, err[-3000:]
+  summary = read_json(os.path.join(copy, "summary.json"))
+  assert summary["num_devices"] == 1 and summary["resumed_from"] == summary["steps"], summary
+  got = read_json(os.path.join(copy, "eval.json"))
+  assert sorted(got) == sorted(expected)
+  assert read_json(os.path.join(workdir, "summary.json"))["num_devices"] > 1
+  for key, value in expected.items():
+    # Features and probes are per example and the fine-tuning batches are the same: equal to float rounding.
+    # A perplexity is exp(mean NLL): compared as the NLL it is computed from.
+    scale = math.log if key.endswith("perplexity") else (lambda v: v)
+    assert abs(scale(got[key]) - scale(value)) <= 1e-6, (key, got[key], value)
+  return got
+
+
+def assert_resumes_exactly(config: str, workdir, reference_summary: dict, *overrides, kill_at: int) -> dict:
+  """Runs `config` in `workdir`, SIGKILLs it once checkpoint `kill_at` is written, runs it again to the end, and
+  asserts it resumed mid-run and ended with the params of the uninterrupted `reference_summary`."""
+  import signal
+
+  proc = run_cli(config, workdir, *overrides, wait=False)
+  wait_for_checkpoint(workdir, kill_at, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  rc, _, err = run_cli(config, workdir, *overrides)
+  assert rc == 0, err[-3000:]
+  summary = read_json(os.path.join(workdir, "summary.json"))
+  assert kill_at <= summary["resumed_from"] < summary["steps"], "the kill came too late to test resumption"
+  assert summary["steps"] == reference_summary["steps"]
+  assert summary["params_sha256"] == reference_summary["params_sha256"]
+  return summary

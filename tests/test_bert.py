@@ -62,6 +62,8 @@ def test_masking_picks_ordinary_tokens_at_bert_rates():
   np.testing.assert_array_equal(inputs[untouched], tokens[untouched])
   again = jax.device_get(bert.mask_tokens(jax.random.PRNGKey(0), tokens, vocab_size=1000, max_predictions=8))
   np.testing.assert_array_equal(again[0], inputs)  # keyed: the same key masks the same way
+  with pytest.raises(ValueError, match="max_predictions=65 exceeds the 64 tokens"):
+    bert.mask_tokens(jax.random.PRNGKey(0), tokens, vocab_size=1000, max_predictions=65)
 
 
 def test_next_segment_pairs_are_bert_shaped_and_true_pairs_are_contiguous():
@@ -137,10 +139,10 @@ def test_load_embeds_strings_whatever_else_is_in_the_batch(tiny_run):
 
 def test_the_product_step_learns_a_batch_by_heart():
   """The real step (masking, both heads, AdamW) drives MLM and NSP losses on a fixed batch far down."""
-  from configs import bert as bert_config
+  from ssljax import config as config_lib
   from ssljax import optim, train
 
-  config = bert_config.get_config("tiny")
+  config = config_lib.load_config_file(os.path.join(ROOT, "configs", "bert.py:tiny"))
   config.data.vocab_size, config.bert.dropout, config.optim.learning_rate = 64, 0.0, 3e-3
   rng = np.random.default_rng(0)
   tokens = rng.integers(5, 64, (8, 32)).astype(np.int32)
@@ -165,7 +167,10 @@ def test_the_product_step_learns_a_batch_by_heart():
     state, metrics = step(state, batch)
     history.append(jax.device_get(metrics))
   assert history[-1]["mlm_loss"] < 0.5 * history[0]["mlm_loss"]
-  assert history[-1]["nsp_loss"] < 0.2 and history[-1]["nsp_accuracy"] == 1.0
+  # Each step masks afresh, and a mask that hides what NSP memorized costs that one step ~0.5-0.9 nats: the
+  # median of the last steps says whether the batch is learned, one step's value is a draw.
+  last = history[-10:]
+  assert np.median([m["nsp_loss"] for m in last]) < 0.2 and np.median([m["nsp_accuracy"] for m in last]) == 1.0
 
 
 def _demo(*args):

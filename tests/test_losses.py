@@ -493,3 +493,95 @@ def test_masked_l2_counts_only_the_hole_and_matches_a_float64_reference():
   assert float(loss(predictions, targets, np.zeros_like(mask))) == 0.0
   with pytest.raises(ValueError, match=r"\(N, H, W\) `mask`"):
     losses.masked_l2(predictions, targets, mask[..., None])
+
+
+# ----------------------------------------------------------------------------------------
+# Context Encoders' adversarial terms and colorization's soft-target cross-entropy, in float64.
+
+
+def ref_gan_generator(fake_logits):
+  """-log D(fake), D the sigmoid of the logit, averaged: Goodfellow et al.'s non-saturating generator loss."""
+  d_fake = 1.0 / (1.0 + np.exp(-fake_logits.astype(np.float64)))
+  return np.mean(-np.log(d_fake))
+
+
+def ref_gan_discriminator(real_logits, fake_logits):
+  """-log D(real) - log(1 - D(fake)), each side averaged over its own images."""
+  d_real = 1.0 / (1.0 + np.exp(-real_logits.astype(np.float64)))
+  d_fake = 1.0 / (1.0 + np.exp(-fake_logits.astype(np.float64)))
+  return np.mean(-np.log(d_real)) + np.mean(-np.log(1.0 - d_fake))
+
+
+def ref_soft_cross_entropy(logits, targets):
+  """-sum_k t_k log softmax(l)_k at each position, one position at a time, averaged."""
+  logits, targets = logits.astype(np.float64), targets.astype(np.float64)
+  flat_l, flat_t = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1, targets.shape[-1])
+  per = []
+  for row, t in zip(flat_l, flat_t):
+    log_p = row - _log_sum_exp(row)
+    per.append(-np.sum(t * log_p))
+  return np.mean(per)
+
+
+def _soft_targets(seed, *shape):
+  weights = np.random.default_rng(seed).random(shape) ** 3  # uneven, some bins near 0
+  return (weights / weights.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_gan_losses_and_gradients_match_reference(scale):
+  real, fake = _normal(40, 6, scale=scale), _normal(41, 5, scale=scale)
+  g_loss, g_grad = jax.jit(jax.value_and_grad(losses.gan_generator))(fake)
+  np.testing.assert_allclose(g_loss, ref_gan_generator(fake), rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(g_grad, _finite_difference_grad(ref_gan_generator, fake), rtol=1e-4, atol=1e-6)
+  d_loss, (d_real, d_fake) = jax.jit(jax.value_and_grad(losses.gan_discriminator, argnums=(0, 1)))(real, fake)
+  np.testing.assert_allclose(d_loss, ref_gan_discriminator(real, fake), rtol=RTOL, atol=ATOL)
+  fd_real = _finite_difference_grad(lambda r: ref_gan_discriminator(r, fake), real)
+  fd_fake = _finite_difference_grad(lambda f: ref_gan_discriminator(real, f), fake)
+  np.testing.assert_allclose(d_real, fd_real, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(d_fake, fd_fake, rtol=1e-4, atol=1e-6)
+  assert g_loss.dtype == d_loss.dtype == jnp.float32
+
+
+def test_gan_losses_stay_finite_for_confident_discriminators():
+  # softplus, not log(sigmoid): a logit of +-100 would round D to exactly 0 or 1 in float32.
+  logits = jnp.array([-100.0, 100.0])
+  np.testing.assert_allclose(losses.gan_generator(logits), 50.0, rtol=1e-6)
+  np.testing.assert_allclose(losses.gan_discriminator(logits, logits), 100.0, rtol=1e-6)
+  assert np.all(np.isfinite(jax.grad(losses.gan_generator)(logits)))
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 4, 7)])
+def test_soft_cross_entropy_and_gradient_match_reference(shape):
+  logits, targets = _normal(42, *shape, scale=3.0), _soft_targets(43, *shape)
+  loss, grad = jax.jit(jax.value_and_grad(losses.soft_cross_entropy))(logits, targets)
+  assert loss.dtype == jnp.float32 and loss.shape == ()
+  np.testing.assert_allclose(loss, ref_soft_cross_entropy(logits, targets), rtol=RTOL, atol=ATOL)
+  fd = _finite_difference_grad(lambda x: ref_soft_cross_entropy(x, targets), logits)
+  np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6)
+  # vmapped over the first axis it is the per-row loss, whose mean is the whole loss.
+  rows = jax.vmap(losses.soft_cross_entropy)(logits, targets)
+  np.testing.assert_allclose(rows.mean(), loss, rtol=1e-6)
+
+
+def test_soft_cross_entropy_of_one_hot_targets_is_the_integer_cross_entropy():
+  logits, labels = _normal(44, 8, 6, scale=2.0), np.arange(8) % 6
+  one_hot = np.eye(6, dtype=np.float32)[labels]
+  want = -np.mean(jax.nn.log_softmax(logits)[np.arange(8), labels])
+  np.testing.assert_allclose(losses.soft_cross_entropy(logits, one_hot), want, rtol=1e-6)
+  # Logits in the thousands: the max is subtracted before the exponential.
+  assert np.isfinite(losses.soft_cross_entropy(1e4 * logits, one_hot))
+
+
+@pytest.mark.parametrize(
+  "call,match",
+  [
+    (lambda: losses.gan_generator(np.zeros((4, 1))), r"`fake_logits` must be \(N,\).*\(4, 1\)"),
+    (lambda: losses.gan_discriminator(np.zeros(4), np.zeros((4, 1))), r"\(4,\) and \(4, 1\)"),
+    (lambda: losses.soft_cross_entropy(np.zeros((4, 3)), np.zeros((4, 2))), r"\(4, 3\) and \(4, 2\)"),
+    (lambda: losses.soft_cross_entropy(np.zeros(()), np.zeros(())), r"same shape \(\.\.\., K\)"),
+  ],
+)
+def test_gan_and_soft_cross_entropy_reject_bad_shapes(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()

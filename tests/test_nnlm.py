@@ -3,6 +3,7 @@ tiny run end to end against the Kneser-Ney baseline."""
 
 import json
 import math
+import os
 import shutil
 import signal
 
@@ -12,7 +13,7 @@ import launcher
 import numpy as np
 import pytest
 
-from configs import nnlm as nnlm_config
+from ssljax import config as config_lib
 from ssljax import sharding
 from ssljax.data import lm, wordpiece
 from ssljax.evals import ngram
@@ -20,6 +21,7 @@ from ssljax.methods import nnlm
 from ssljax.models.nnlm import RecurrentLM, WindowLM
 
 CLS, SEP, PAD = wordpiece.CLS_ID, wordpiece.SEP_ID, wordpiece.PAD_ID
+TINY_FILE = os.path.join(launcher.ROOT, "configs", "nnlm.py:tiny")
 MODELS = {
   "window": lambda: WindowLM(vocab_size=40, context=3, embed_dim=8, hidden_dim=16),
   "gru": lambda: RecurrentLM(vocab_size=40, embed_dim=8, hidden_dim=16, layers=2),
@@ -100,7 +102,7 @@ def _docs(rng, sizes):
 
 
 def test_held_out_perplexity_counts_each_token_and_paragraph_end_once():
-  config = nnlm_config.get_config("tiny")
+  config = config_lib.load_config_file(TINY_FILE)
   config.nnlm.embed_dim, config.nnlm.hidden_dim, config.data.seq_len, config.evals.lanes = 8, 16, 5, 3
   docs = _docs(np.random.default_rng(4), [3, 17, 1, 8, 30, 2, 9])
   model = nnlm.build_model(config, 40)
@@ -146,7 +148,7 @@ def test_tiny_run_learns_and_reports_both_perplexities(tiny_run):
   results = json.loads((workdir / "eval.json").read_text())
   # The model starts at the unigram distribution (its output biases); after 100 small steps it must do clearly
   # better than a unigram model of the same training tokens, scored on the same held-out targets.
-  corpus = lm.load_corpus(nnlm_config.get_config("tiny").data, str(workdir))
+  corpus = lm.load_corpus(config_lib.load_config_file(TINY_FILE).data, str(workdir))
   unigram = ngram.fit_kneser_ney(corpus.train.paragraphs(), order=1, vocab_size=corpus.tokenizer.vocab_size)
   assert results["perplexity/valid"] < 0.8 * ngram.perplexity(unigram, corpus.valid.paragraphs())
   assert 1 < results["baseline/ngram/perplexity/valid"] < corpus.tokenizer.vocab_size

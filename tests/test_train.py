@@ -39,7 +39,8 @@ def reference_run(tmp_path_factory):
   return workdir, read_json(workdir / "summary.json")
 
 
-def test_full_run_writes_results(tmp_path):
+def test_full_run_writes_results_and_evaluates_the_same_on_one_device(tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp("full")
   rc, out, err = run_cli(tmp_path)
   assert rc == 0, err[-3000:]
   results = read_json(tmp_path / "eval.json")
@@ -54,6 +55,7 @@ def test_full_run_writes_results(tmp_path):
   assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6] and all("loss" in line for line in lines)
   assert os.listdir(tmp_path / "tensorboard")
   assert "linear/top1" in out and "random init" in out  # the result table
+  launcher.assert_same_evals_on_one_device(tmp_path, TINY, scratch=tmp_path_factory.mktemp("one_device"))
 
 
 def test_resume_after_sigkill_is_exact(tmp_path, reference_run):

@@ -285,22 +285,25 @@ def tiny_run(tmp_path_factory):
   return workdir, out
 
 
-def test_tiny_run_reports_the_word_evals(tiny_run):
+def test_tiny_run_reports_the_word_evals_above_the_random_init_vectors(tiny_run):
   workdir, out = tiny_run
   results = json.loads((workdir / "eval.json").read_text())
-  for name in (
-    "analogy/total",
-    "analogy/semantic",
-    "analogy/syntactic",
-    "wordsim353/spearman",
-    "simlex999/spearman",
-    "pos_probe/top1",
-  ):
-    assert np.isfinite(results[name]), name
+  for name in ("analogy/total", "analogy/semantic", "analogy/syntactic", "wordsim353/spearman", "simlex999/spearman"):
+    assert np.isfinite(results[name]) and np.isfinite(results["baseline/random_init/" + name]), name
+  # The initial vectors carry no part of speech: their probe sits at the majority class.
+  floor = results["baseline/random_init/pos_probe/top1"]
+  assert abs(floor - results["pos_probe/majority_baseline"]) < 0.05, results
+  # Random vectors rank word pairs by chance: |spearman| near 0.
+  assert abs(results["baseline/random_init/wordsim353/spearman"]) < 0.15, results
   assert "words/s" in out and "analogy/total" in out and "vocabulary" in out
   lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   # Learning: the loss per pair falls well below its value at the zero-initialised output table.
   assert lines[-1]["loss"] < 0.9 * lines[0]["loss"]
+
+
+def test_evals_are_the_same_on_one_device(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  launcher.assert_same_evals_on_one_device(workdir, TINY, scratch=tmp_path)
 
 
 def test_exported_vectors_load_in_gensim(tiny_run):

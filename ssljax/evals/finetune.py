@@ -1,7 +1,12 @@
 """Fine-tuning: a pre-trained encoder with a new classification head, trained end to end on labelled data.
 
 The protocol of BERT's GLUE runs (and of MAE's): AdamW, linear warm-up then linear decay to zero, dropout
-on, the whole network updated. The same loop serves every modality: a method gives the classifier's
+on, the whole network updated. The budget is in epochs of the labelled examples, and the stopping point is chosen
+on a held-out part of them (`validation_fraction`, never the test set): the model is scored on validation at
+`evaluations` evenly spaced steps and the best one is tested. A short budget that overfits, or a long one that
+peaks early, then still reports the best model the labels could pick, as a practitioner's early stopping would.
+
+The same loop serves every modality: a method gives the classifier's
 `apply(params, state, batch, *, train, rng) -> (logits, new_state)` and its initial params (pre-trained encoder +
 fresh head, or all fresh for the from-scratch baseline); `state` holds what is not trained by gradient
 (BatchNorm statistics; {} for a Transformer). Augmentation, if any, belongs in `apply` under `train`.
@@ -12,6 +17,7 @@ not pay for the longest one.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -20,20 +26,15 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from ssljax import sharding
-
-
-def fraction_name(fraction: float) -> str:
-  """eval.json's name for a label fraction: finetune, finetune_10pct, finetune_1pct."""
-  return "finetune" if fraction == 1.0 else f"finetune_{fraction * 100:g}pct"
+from ssljax import optim, sharding
+from ssljax.evals import linear
 
 
 @functools.lru_cache(maxsize=8)
 def _functions(apply: Callable, weight_decay: float):
   """The jitted train step and prediction of one classifier, compiled once per input shape and reused by every
   run (label fraction, baseline) that fine-tunes it: the learning rate is an argument, not a constant."""
-  decay_mask = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
-  tx = optax.adamw(1.0, weight_decay=weight_decay, mask=decay_mask)  # updates are scaled by the rate below
+  tx = optax.adamw(1.0, weight_decay=weight_decay, mask=optim.decay_mask)  # updates are scaled by the rate below
 
   def loss_fn(p, state, batch, labels, rng):
     logits, state = apply(p, state, batch, train=True, rng=rng)
@@ -56,6 +57,35 @@ def _functions(apply: Callable, weight_decay: float):
   return tx, step, predict
 
 
+def budget(num_examples: int, *, epochs: float, batch_size: int, min_steps: int = 1, max_steps: int = 0) -> int:
+  """Steps for `epochs` passes over `num_examples` at `batch_size`, at least `min_steps` and (when > 0) at most
+  `max_steps`."""
+  steps = max(int(min_steps), math.ceil(epochs * num_examples / batch_size), 1)
+  return min(steps, int(max_steps)) if max_steps > 0 else steps
+
+
+def split_validation(labels: np.ndarray, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train rows, validation rows) of the labelled rows: a seeded, class-stratified `fraction` of each class (at
+  least one, and one left to train on) held out to choose the stopping point; none when `fraction` is 0 or no
+  class has two examples."""
+  held = np.zeros(len(labels), bool)
+  if fraction > 0:
+    held[linear.stratified_subset(np.asarray(labels), fraction, np.random.default_rng(seed), leave_one=True)] = True
+  return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _top1(predict, params, state, x: dict, y: np.ndarray, batch_size: int, rows, prepare) -> float:
+  """Top-1 over every row of (x, y): the last batch is padded and its padding ignored."""
+  correct = 0
+  for start in range(0, len(y), batch_size):
+    idx = np.arange(start, start + batch_size)
+    valid = idx < len(y)
+    idx = np.where(valid, idx, 0)
+    pred = sharding.to_host(predict(params, state, rows(prepare({k: v[idx] for k, v in x.items()}))))
+    correct += int(np.sum((pred == y[idx]) & valid))
+  return correct / len(y)
+
+
 def finetune_top1(
   *,
   params,
@@ -64,9 +94,13 @@ def finetune_top1(
   train_y: np.ndarray,
   test_x: dict,
   test_y: np.ndarray,
-  steps: int,
+  epochs: float,
   batch_size: int,
   learning_rate: float,
+  min_steps: int = 1,
+  max_steps: int = 0,
+  validation_fraction: float = 0.1,
+  evaluations: int = 10,
   state: dict | None = None,
   weight_decay: float = 0.01,
   warmup_fraction: float = 0.1,
@@ -74,17 +108,28 @@ def finetune_top1(
   mesh=None,
   prepare: Callable[[dict], dict] = lambda b: b,
 ) -> dict:
-  """Trains `params` for `steps` steps on (train_x, train_y) and returns test top-1 and the final train loss.
+  """Fine-tunes `params` on the labelled (train_x, train_y) and returns the test top-1 of the model chosen on
+  validation.
 
-  Batches are drawn epoch by epoch from a permutation seeded by `seed`; a training set smaller than a batch
-  is repeated to fill it. Test rows are all scored (the last batch is padded and its padding ignored).
-  Pass the same `apply` function object to every call that fine-tunes one architecture: its compiled step
-  is reused.
+  `validation_fraction` of the labelled rows are held out (`split_validation`); the rest train for `budget(...)`
+  steps. At `evaluations` evenly spaced steps (the last among them) the model is scored on the held-out rows and
+  the best (the earliest of equals) is kept; with `validation_fraction=0` the last step is tested. Batches are
+  drawn epoch by epoch from a permutation seeded by `seed`; a training set smaller than a batch is repeated to fill
+  it. Pass the same `apply` function object to every call that fine-tunes one architecture: its compiled step is
+  reused.
+
+  Returns 'top1' (test), 'validation_top1' (of the chosen model; nan without validation), 'best_step', 'steps'
+  and 'final_train_loss'.
   """
   mesh = mesh or sharding.make_mesh()
   batch_size = max(batch_size - batch_size % mesh.size, mesh.size)
   repl = sharding.replicated(mesh)
   rows = lambda x: sharding.host_to_global(x, mesh)  # every process draws the same batch and holds it whole
+  fit, held = split_validation(train_y, validation_fraction, seed=seed)
+  steps = budget(len(fit), epochs=epochs, batch_size=batch_size, min_steps=min_steps, max_steps=max_steps)
+  checks = (
+    set(np.linspace(steps, 0, max(int(evaluations), 1), endpoint=False).round().astype(int)) if len(held) else {steps}
+  )
   warmup = int(warmup_fraction * steps)
   # Linear warm-up to `learning_rate`, then linearly down to zero at the last step.
   rates = learning_rate * np.minimum(
@@ -96,11 +141,11 @@ def finetune_top1(
   # processes cannot read from).
   params, state = sharding.host_to_global(sharding.to_host((params, state or {})), mesh, P())
   opt_state = jax.jit(tx.init, out_shardings=repl)(params)
-  rng, order, n = np.random.default_rng(seed), np.zeros(0, np.int64), len(train_y)
-  loss = float("nan")
+  rng, order = np.random.default_rng(seed), np.zeros(0, np.int64)
+  loss, best = float("nan"), None
   for i in range(steps):
     while len(order) < batch_size:
-      order = np.concatenate([order, rng.permutation(n)])
+      order = np.concatenate([order, fit[rng.permutation(len(fit))]])
     idx, order = order[:batch_size], order[batch_size:]
     batch = rows(prepare({k: v[idx] for k, v in train_x.items()}))
     # One step in flight: queued multi-device CPU steps hold host threads that wait for each other (train.py).
@@ -108,12 +153,18 @@ def finetune_top1(
     params, state, opt_state, loss = step(
       params, state, opt_state, batch, rows(train_y[idx]), np.int32(seed), np.int32(i), rates[i]
     )
-  correct = 0
-  for start in range(0, len(test_y), batch_size):
-    idx = np.arange(start, start + batch_size)
-    valid = idx < len(test_y)
-    idx = np.where(valid, idx, 0)
-    batch = rows(prepare({k: v[idx] for k, v in test_x.items()}))
-    pred = sharding.to_host(predict(params, state, batch))
-    correct += int(np.sum((pred == test_y[idx]) & valid))
-  return {"top1": correct / len(test_y), "final_train_loss": float(sharding.to_host(loss))}
+    if i + 1 in checks:
+      score = float("nan")
+      if len(held):
+        held_x = {k: v[held] for k, v in train_x.items()}
+        score = _top1(predict, params, state, held_x, train_y[held], batch_size, rows, prepare)
+      if best is None or score > best[0]:
+        best = (score, i + 1, params, state)  # the step does not donate its inputs: a reference keeps them
+  score, best_step, params, state = best
+  return {
+    "top1": _top1(predict, params, state, test_x, test_y, batch_size, rows, prepare),
+    "validation_top1": score,
+    "best_step": best_step,
+    "steps": steps,
+    "final_train_loss": float(sharding.to_host(loss)),
+  }

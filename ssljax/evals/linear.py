@@ -147,7 +147,7 @@ def _accuracy(params: dict, features: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def _stratified_subset(
+def stratified_subset(
   labels: np.ndarray, fraction: float, rng: np.random.Generator, *, leave_one: bool = False
 ) -> np.ndarray:
   """round(fraction * count) random members of each class, at least one, and with `leave_one`
@@ -158,6 +158,12 @@ def _stratified_subset(
     size = max(1, int(round(fraction * len(members))))
     picked.append(rng.permutation(members)[: min(size, len(members) - 1) if leave_one else size])
   return np.sort(np.concatenate(picked))
+
+
+def fraction_name(kind: str, fraction: float) -> str:
+  """eval.json's name for an eval at a label fraction: ('linear', 1.0) -> linear, ('finetune', 0.1) ->
+  finetune_10pct."""
+  return kind if fraction == 1.0 else f"{kind}_{fraction * 100:g}pct"
 
 
 def label_fraction_indices(labels, fraction: float, *, seed: int) -> np.ndarray:
@@ -178,7 +184,7 @@ def label_fraction_indices(labels, fraction: float, *, seed: int) -> np.ndarray:
     raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
   if fraction == 1.0:
     return np.arange(len(labels))
-  return _stratified_subset(labels, fraction, np.random.default_rng(seed))
+  return stratified_subset(labels, fraction, np.random.default_rng(seed))
 
 
 def linear_probe(
@@ -236,7 +242,7 @@ def linear_probe(
 
   val = np.zeros(len(train_y), bool)
   rng = np.random.default_rng(seed)
-  val[_stratified_subset(train_y, val_fraction, rng, leave_one=True)] = True
+  val[stratified_subset(train_y, val_fraction, rng, leave_one=True)] = True
   if not val.any():
     raise ValueError("Every class has a single train example: nothing to hold out to choose l2.")
   fit_kwargs = dict(num_classes=num_classes, max_iters=max_iters)

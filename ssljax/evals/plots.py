@@ -1,5 +1,6 @@
 """Figures for inspecting learned representations: t-SNE maps, nearest-neighbour grids, and side-by-side image
-columns (original / input / output of reconstruction, inpainting and colorization models).
+columns (original / input / output of reconstruction, inpainting and colorization models; `write_side_by_side`
+saves them into a run's workdir and TensorBoard).
 
 Each function saves a PNG and returns `(path, image)`, where `image` is the saved PNG read back as
 an (H, W, 4) uint8 array, ready for a TensorBoard image summary.
@@ -24,7 +25,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from ssljax import storage  # noqa: E402
 
-__all__ = ["neighbors_plot", "perplexity_by_source", "side_by_side", "tsne_plot"]
+__all__ = ["neighbors_plot", "perplexity_by_source", "side_by_side", "tsne_plot", "write_side_by_side"]
 
 _MAX_LEGEND_CLASSES = 20  # beyond this a legend hides the plot and no colour map separates them
 
@@ -150,6 +151,20 @@ def side_by_side(columns: dict, path, *, title: str = "") -> tuple[str, np.ndarr
   if title:
     fig.suptitle(title, fontsize=10)
   return _save(fig, path)
+
+
+def write_side_by_side(columns: dict, workdir, name: str, *, title: str = "", writer=None, step: int = 0):
+  """`side_by_side` saved as `workdir/<name>.png` and, given a metrics writer (`ssljax.metrics`), logged as the
+  TensorBoard image `name` at `step`: the picture a method's `evaluate` adds (MAE's reconstructions, inpainting's
+  and colorization's held-out results).
+
+  Returns:
+    (path, (H, W, 4) uint8 image of the saved PNG).
+  """
+  path, image = side_by_side(columns, os.path.join(workdir, f"{name}.png"), title=title)
+  if writer is not None:
+    writer.write_image(step, name, image)
+  return path, image
 
 
 def neighbors_plot(

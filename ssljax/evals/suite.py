@@ -39,10 +39,6 @@ def embed_split(method, params, method_state, split, config, mesh) -> np.ndarray
   return np.concatenate(out)
 
 
-def _fraction_name(fraction: float) -> str:
-  return "linear" if fraction == 1.0 else f"linear_{fraction * 100:g}pct"
-
-
 def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config, chosen: dict | None = None) -> dict:
   """kNN and linear-probe top-1 at each label fraction, under the names eval.json uses; `chosen` gets the probe's
   regularization per fraction (from `evals.probe_l2_grid`), for summary.json."""
@@ -57,11 +53,12 @@ def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config, 
     result = linear.linear_probe(
       train_x[idx], train_y[idx], test_x, test_y, num_classes=num_classes, seed=config.seed, l2_grid=e.probe_l2_grid
     )
+    name = linear.fraction_name("linear", fraction)
     if chosen is not None:
-      chosen[_fraction_name(fraction)] = result["l2"]
+      chosen[name] = result["l2"]
     if result["l2_at_grid_end"]:
-      print(f"eval {_fraction_name(fraction)}: the probe chose l2={result['l2']:g}, an end of evals.probe_l2_grid")
-    out[f"{_fraction_name(fraction)}/top1"] = float(result["top1"])
+      print(f"eval {name}: the probe chose l2={result['l2']:g}, an end of evals.probe_l2_grid")
+    out[f"{name}/top1"] = float(result["top1"])
   return out
 
 
@@ -123,6 +120,7 @@ def evaluate(context) -> dict:
         eval_split=eval_split,
         num_classes=num_classes,
         mesh=mesh,
+        stops=context.summary.setdefault("finetune_stop", {}),
       )
     )
   for prefix, (train_x, test_x) in features.items():
@@ -151,9 +149,26 @@ class EncoderClassifier(nn.Module):
     return nn.Dense(self.num_classes, name="head")(aux["pre_logits"].astype(jnp.float32))
 
 
-def finetune_scores(config, *, method, starts: dict, train_split, eval_split, num_classes: int, mesh) -> dict:
+def finetune_budget(evals_config) -> dict:
+  """`finetune.finetune_top1`'s budget and stopping keywords from the `evals.finetune_*` keys."""
+  e = evals_config
+  return dict(
+    epochs=e.finetune_epochs,
+    batch_size=e.finetune_batch_size,
+    learning_rate=e.finetune_learning_rate,
+    min_steps=e.finetune_min_steps,
+    max_steps=e.finetune_max_steps,
+    validation_fraction=e.get("finetune_validation_fraction", 0.1),
+    evaluations=e.get("finetune_evaluations", 10),
+  )
+
+
+def finetune_scores(
+  config, *, method, starts: dict, train_split, eval_split, num_classes: int, mesh, stops: dict | None = None
+) -> dict:
   """Fine-tunes the encoder of each start (prefix -> (params, method_state)) with a fresh head on each label
-  fraction; every start gets the same steps, rate and batches. Returns {prefix + 'finetune.../top1': ...}."""
+  fraction; every start gets the same budget, rate, batches and validation rows. Returns
+  {prefix + 'finetune.../top1': ...}; `stops` gets each run's chosen step, for summary.json."""
   e = config.evals
   if method.image is None:
     raise ConfigError(f"evals.finetune: method '{method.name}' gives no image hooks (Method.image) to fine-tune")
@@ -171,10 +186,7 @@ def finetune_scores(config, *, method, starts: dict, train_split, eval_split, nu
   results = {}
   for fraction in e.label_fractions:
     idx = linear.label_fraction_indices(train_split.labels, fraction, seed=config.seed)
-    name = finetune.fraction_name(fraction)
-    steps = int(
-      np.clip(e.finetune_epochs * len(idx) / e.finetune_batch_size, e.finetune_min_steps, e.finetune_max_steps)
-    )
+    name = linear.fraction_name("finetune", fraction)
     for prefix, (params, method_state) in starts.items():
       # The pre-trained (or initial) encoder, its BatchNorm statistics if it has any, and a fresh head.
       p = {"encoder": params["encoder"], "head": fresh["params"]["head"]}
@@ -189,14 +201,18 @@ def finetune_scores(config, *, method, starts: dict, train_split, eval_split, nu
         train_y=train_split.labels[idx],
         test_x={"image": eval_split.images},
         test_y=eval_split.labels,
-        steps=steps,
-        batch_size=e.finetune_batch_size,
-        learning_rate=e.finetune_learning_rate,
+        **finetune_budget(e),
         seed=config.seed,
         mesh=mesh,
       )
       results[f"{prefix}{name}/top1"] = out["top1"]
-      print(f"eval {prefix or 'trained/'}{name}: top1 {out['top1']:.4f} ({len(idx)} labels, {steps} steps)", flush=True)
+      if stops is not None:
+        stops[prefix + name] = {k: out[k] for k in ("best_step", "steps", "validation_top1")}
+      print(
+        f"eval {prefix or 'trained/'}{name}: top1 {out['top1']:.4f} ({len(idx)} labels; step {out['best_step']} "
+        f"of {out['steps']} chosen on validation, {out['validation_top1']:.4f})",
+        flush=True,
+      )
   return results
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ssljax.data import lm, wordpiece
 from ssljax.evals import finetune
-from ssljax.evals.linear import label_fraction_indices
+from ssljax.evals.linear import fraction_name, label_fraction_indices
 from ssljax.models.transformer import BertClassifier
 
 BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -101,8 +101,7 @@ def evaluate(config, *, workdir: str, mesh, params, corpus: lm.TokenizedCorpus, 
   results = {}
   for fraction in e.label_fractions:
     idx = label_fraction_indices(train_y, fraction, seed=config.seed)
-    name = finetune.fraction_name(fraction)
-    steps = max(e.finetune_min_steps, int(e.finetune_epochs * len(idx) / e.finetune_batch_size))
+    name = fraction_name("finetune", fraction)
     for prefix, start in starts.items():
       out = finetune.finetune_top1(
         params=start,
@@ -111,7 +110,10 @@ def evaluate(config, *, workdir: str, mesh, params, corpus: lm.TokenizedCorpus, 
         train_y=train_y[idx],
         test_x={"tokens": test_x},
         test_y=test_y,
-        steps=steps,
+        epochs=e.finetune_epochs,
+        min_steps=e.finetune_min_steps,
+        validation_fraction=e.get("finetune_validation_fraction", 0.1),
+        evaluations=e.get("finetune_evaluations", 10),
         batch_size=e.finetune_batch_size,
         learning_rate=e.finetune_learning_rate,
         seed=config.seed,
@@ -123,7 +125,7 @@ def evaluate(config, *, workdir: str, mesh, params, corpus: lm.TokenizedCorpus, 
       [train_ids[i] for i in idx], train_y[idx], test_ids, test_y, vocab_size=vocab, seed=config.seed
     )
     print(
-      f"  {name} ({len(idx)} labels, {steps} steps): pre-trained {results[f'{name}/top1']:.4f}, scratch "
+      f"  {name} ({len(idx)} labels, {out['steps']} steps): pre-trained {results[f'{name}/top1']:.4f}, scratch "
       f"{results[f'baseline/scratch/{name}/top1']:.4f}, bag of words {results[f'baseline/bow/{name}/top1']:.4f}",
       flush=True,
     )

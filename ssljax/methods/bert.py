@@ -20,7 +20,7 @@ from ssljax import losses, sharding
 from ssljax.config import ConfigError
 from ssljax.data import lm, wordpiece
 from ssljax.methods.base import Method
-from ssljax.models.transformer import BERT_SIZES, BertForPretraining, bert_encoder
+from ssljax.models.transformer import BERT_SIZES, BertForPretraining, bert_encoder, random_order
 
 FIRST_ORDINARY_ID = len(wordpiece.SPECIAL_TOKENS)  # ids below are [PAD] [UNK] [CLS] [SEP] [MASK]
 
@@ -104,14 +104,15 @@ def mask_tokens(rng, tokens, *, vocab_size: int, max_predictions: int, mask_prob
   chosen uniformly among its ordinary tokens (not special, not padding); 80% of them become [MASK], 10% a
   random ordinary token, 10% stay. Returns (inputs, positions (B, P), labels (B, P), weights (B, P)).
   """
-  k_pick, k_how, k_random = jax.random.split(rng, 3)
   tokens = jnp.asarray(tokens)
+  if max_predictions > tokens.shape[1]:
+    raise ValueError(f"max_predictions={max_predictions} exceeds the {tokens.shape[1]} tokens of a row")
+  k_pick, k_how, k_random = jax.random.split(rng, 3)
   ordinary = tokens >= FIRST_ORDINARY_ID
   count = jnp.clip(jnp.round(mask_prob * ordinary.sum(1)), 1, max_predictions)
-  # Random scores on ordinary tokens, -1 elsewhere: the top P scores are a uniform choice among them.
-  scores = jnp.where(ordinary, jax.random.uniform(k_pick, tokens.shape), -1.0)
-  top, positions = jax.lax.top_k(scores, max_predictions)
-  weights = (jnp.arange(max_predictions)[None, :] < count[:, None]) & (top >= 0.0)
+  positions = random_order(k_pick, tokens.shape, exclude=~ordinary)[:, :max_predictions]
+  # A row with fewer ordinary tokens than P reaches its special ones at the end of the order: never predicted.
+  weights = (jnp.arange(max_predictions)[None, :] < count[:, None]) & jnp.take_along_axis(ordinary, positions, axis=1)
   labels = jnp.take_along_axis(tokens, positions, axis=1)
   how = jax.random.uniform(k_how, positions.shape)
   random_tokens = jax.random.randint(k_random, positions.shape, FIRST_ORDINARY_ID, vocab_size, tokens.dtype)

@@ -43,6 +43,11 @@ channels (its ab is 0). The cpu preset trains on photo crops and evaluates on Fa
 Split-brain limitation: on grayscale images the ab half sees ab = 0 everywhere, so its features are constant and
 only the L half (half the channels) carries information.
 
+Where things live: the model (`Colorizer`, `ColorDecoder`, split-brain's `SplitBrainEncoder`) in
+`ssljax.models.decoders`; the cross-entropy against soft targets in `ssljax.losses.soft_cross_entropy`; the crop
+and flip and the eval view's resize in `ssljax.methods.vision`, with Lab conversion (`to_lab`) on top; the figure
+in `ssljax.evals.plots`.
+
 Parameters: the encoder under `params['encoder']` (split-brain: `SplitBrainEncoder`, the halves under
 `params['encoder']['l']` and `['ab']`), BatchNorm statistics under `state['batch_stats']['encoder']`, decoders under
 `params['ab_decoder']` (and `params['l_decoder']`): the suite lifts `params['encoder']` with this module's
@@ -54,19 +59,15 @@ Training data must be colour: a grayscale dataset is refused with a ConfigError 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import augment, color
+from ssljax import color, losses
 from ssljax.config import ConfigError
 from ssljax.methods import vision
-from ssljax.models.cnn import PatchConv, conv_kernel_init
+from ssljax.models.decoders import ColorDecoder, Colorizer, SplitBrainEncoder
 
 MODES = ("colorize", "split_brain")
 LOSSES = ("classification", "regression")
@@ -88,9 +89,8 @@ def check_config(config) -> None:
   build_encoder(config)  # split-brain: refuses an encoder it cannot halve
 
 
-def check_colour(split, config) -> None:
+def check_colour(channels: int, config) -> None:
   """ConfigError naming the dataset when the training images are not RGB: there is no colour to predict."""
-  channels = split.example_batch(1)["image"].shape[-1]  # a streamed split has no `.images`
   if channels != 3:
     raise ConfigError(
       f"colorization needs colour (RGB) training images, but data.name='{config.data.name}' has "
@@ -131,28 +131,14 @@ def standardize(x: jax.Array, eps: float = 0.1) -> jax.Array:
   return (x - mean) / (jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=(1, 2, 3), keepdims=True)) + eps)
 
 
-def _crop_flip_view(images: jax.Array, rng: jax.Array, config, scale) -> jax.Array:
-  size = (config.data.image_size, config.data.image_size)
-
-  def one(image, key):
-    k_crop, k_flip = jax.random.split(key)
-    return augment.horizontal_flip(augment.random_resized_crop(image, k_crop, size=size, scale=scale), k_flip)
-
-  return to_lab(augment.augment_batch(images, rng, one))
-
-
 def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
   """A random crop (`augment.crop_scale`) and flip, then normalized Lab (N, S, S, 3)."""
-  return _crop_flip_view(images, rng, config, tuple(config.augment.crop_scale))
+  return to_lab(vision.crop_flip(images, rng, config, config.augment.crop_scale))
 
 
 def eval_lab(images: jax.Array, config) -> jax.Array:
   """The whole image, resized to the training size, as normalized Lab (N, S, S, 3)."""
-  size = (config.data.image_size, config.data.image_size)
-  rgb = vision.to_float(images)
-  if rgb.shape[1:3] != size:
-    rgb = jax.vmap(lambda im: augment.center_crop_resize(im, size=size))(rgb)
-  return to_lab(rgb)
+  return to_lab(vision.eval_pixels(images, config))
 
 
 def eval_view(images: jax.Array, config) -> jax.Array:
@@ -162,32 +148,16 @@ def eval_view(images: jax.Array, config) -> jax.Array:
 
 def finetune_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
   """The fine-tuning view, as the vision suite's: a crop of at least half the image and a flip."""
-  return model_input(_crop_flip_view(images, rng, config, (0.5, 1.0)), config)
+  return model_input(to_lab(vision.crop_flip(images, rng, config, vision.FINETUNE_CROP_SCALE)), config)
 
 
 def load_train_data(config, *, workdir: str | None = None):
   split = vision.load_train_data(config, workdir=workdir)
-  check_colour(split, config)
+  check_colour(split.example_batch(1)["image"].shape[-1], config)  # a streamed split has no `.images`
   return split
 
 
 # ----------------------------------------------------------------------------------------------------- models
-
-
-class SplitBrainEncoder(nn.Module):
-  """Two encoders side by side: `l` reads channel 0 (L), `ab` reads channels 1-2. Every named feature the two
-  share is their concatenation (L half first), so probes and fine-tuning see one encoder; 'feature_map_l' and
-  'feature_map_ab' keep the halves apart for the decoders."""
-
-  l: nn.Module
-  ab: nn.Module
-
-  def __call__(self, x: jax.Array, *, train: bool):
-    _, aux_l = self.l(x[..., :1], train=train)
-    _, aux_ab = self.ab(x[..., 1:], train=train)
-    aux = {k: jnp.concatenate([aux_l[k], aux_ab[k]], axis=-1) for k in aux_l if k in aux_ab}
-    aux["feature_map_l"], aux["feature_map_ab"] = aux_l["feature_map"], aux_ab["feature_map"]
-    return aux["pre_logits"], aux
 
 
 def _narrower(encoder: nn.Module, fraction: float) -> nn.Module:
@@ -210,71 +180,6 @@ def build_encoder(config) -> nn.Module:
     return encoder
   fraction = config.colorization.split_width
   return SplitBrainEncoder(l=_narrower(encoder, fraction), ab=_narrower(encoder, fraction))
-
-
-class ColorDecoder(nn.Module):
-  """A feature map (N, h, w, C) -> per-pixel outputs (N, h * 2^k, w * 2^k, out_channels), k = len(widths).
-
-  First a 3x3 conv-BN-ReLU per `head_widths` at the feature map's resolution (Zhang et al.'s conv6-8: the
-  colour-specific layers above the representation), then per `widths` a 2x bilinear upsampling and a 3x3
-  conv-BN-ReLU, last a 1x1 convolution (logits over bins, or regressed values).
-  """
-
-  widths: Sequence[int]
-  out_channels: int
-  head_widths: Sequence[int] = ()
-  conv_impl: str = "xla"
-  dtype: Any = jnp.float32
-
-  def _conv_bn_relu(self, x, width, name, train):
-    if self.conv_impl == "patches":
-      conv = PatchConv(width, 3, dtype=self.dtype, name=f"{name}_conv")
-    else:
-      conv = nn.Conv(
-        width,
-        (3, 3),
-        padding="SAME",
-        use_bias=False,
-        dtype=self.dtype,
-        kernel_init=conv_kernel_init,
-        name=f"{name}_conv",
-      )
-    return nn.relu(
-      nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=f"{name}_bn")(
-        conv(x)
-      )
-    )
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = jnp.asarray(x, self.dtype)
-    for i, width in enumerate(self.head_widths):
-      x = self._conv_bn_relu(x, width, f"head{i + 1}", train)
-    for i, width in enumerate(self.widths):
-      n, h, w, c = x.shape
-      x = self._conv_bn_relu(jax.image.resize(x, (n, 2 * h, 2 * w, c), method="linear"), width, f"up{i + 1}", train)
-    # Zero-initialized: training starts from grey (regression) or a uniform distribution (classification).
-    return nn.Dense(self.out_channels, dtype=self.dtype, kernel_init=nn.initializers.zeros, name="out")(x).astype(
-      jnp.float32
-    )
-
-
-class Colorizer(nn.Module):
-  """Encoder (under 'encoder') and the decoder of ab from L (under 'ab_decoder'); split-brain adds the decoder of
-  L from ab (under 'l_decoder'). Returns {'ab': ..., 'l': ...} predictions (logits or values)."""
-
-  encoder: nn.Module
-  ab_decoder: ColorDecoder
-  l_decoder: ColorDecoder | None = None
-
-  def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    _, aux = self.encoder(x, train=train)
-    if self.l_decoder is None:
-      return {"ab": self.ab_decoder(aux["feature_map"], train=train)}
-    return {
-      "ab": self.ab_decoder(aux["feature_map_l"], train=train),
-      "l": self.l_decoder(aux["feature_map_ab"], train=train),
-    }
 
 
 def ab_centres(config) -> np.ndarray:
@@ -326,14 +231,12 @@ def prediction_loss(
 ) -> tuple[jax.Array, jax.Array]:
   """(loss, point estimate) of one half's prediction against its normalized (N, h, w, D) target.
 
-  classification: mean over pixels of the cross-entropy with `encode(target)`, the soft-encoded target;
-  regression: mean squared error over pixels and channels.
+  classification: `losses.soft_cross_entropy` against `encode(target)`, the soft-encoded target, averaged over
+  pixels; regression: mean squared error over pixels and channels.
   """
   if loss == "regression":
     return jnp.mean(jnp.square(prediction - target)), prediction
-  soft = encode(target)
-  ce = -jnp.sum(soft * jax.nn.log_softmax(prediction, axis=-1), axis=-1)
-  return jnp.mean(ce), point_estimate(prediction, centres)
+  return losses.soft_cross_entropy(prediction, encode(target)), point_estimate(prediction, centres)
 
 
 def _ab_loss(out, lab, config):
@@ -378,8 +281,7 @@ def jitter_inputs(lab: jax.Array, key: jax.Array, strength: float) -> jax.Array:
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  variables = build_model(config).init(rng, eval_view(example_batch["image"], config), train=False)
-  return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
+  return vision.init_model(build_model(config), rng, eval_view(example_batch["image"], config))
 
 
 def loss_fn(params, state, batch, rng, config, step):
@@ -468,18 +370,10 @@ def held_out_errors(params, state, images: np.ndarray, config, *, batch_size: in
   return results
 
 
-def _held_out_colour_images(config) -> np.ndarray:
-  from ssljax.data import images as image_data
-
-  split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
-  check_colour(split, config)
-  num = min(config.colorization.eval_examples, len(split.labels))
-  return split.images[np.random.default_rng(config.seed).permutation(len(split.labels))[:num]]
-
-
-def _write_colorizations(config, workdir, params, method_state, images, errors, writer, step) -> None:
+def _write_colorizations(context, params, method_state, images, errors) -> None:
   from ssljax.evals import plots  # lazy: only evaluation draws
 
+  config = context.config
   out = jax.device_get(jax.jit(lambda p, s, x: colorize(p, s, x, config))(params, method_state, images))
   gray = out["original"].copy()
   gray[..., 1:] = 0.0
@@ -488,34 +382,32 @@ def _write_colorizations(config, workdir, params, method_state, images, errors, 
     "colorized": np.asarray(lab_to_pixels(out["colorized"])),
     "original": np.asarray(lab_to_pixels(out["original"])),
   }
+  if "l_from_ab" in out:
+    columns["L from ab"] = np.asarray(lab_to_pixels(out["l_from_ab"]))
   title = (
     f"held-out crops, {config.colorization.mode}\nab RMSE {errors['colorization/ab_rmse']:.1f}"
     f" (gray {errors['colorization/gray_ab_rmse']:.1f})"
   )
-  if "l_from_ab" in out:
-    columns["L from ab"] = np.asarray(lab_to_pixels(out["l_from_ab"]))
-  _, image = plots.side_by_side(columns, os.path.join(workdir, "colorizations.png"), title=title)
-  if writer is not None:
-    writer.write_image(step, "colorizations", image)
+  plots.write_side_by_side(
+    columns, context.workdir, "colorizations", title=title, writer=context.writer, step=context.step
+  )
 
 
 def evaluate(context) -> dict:
   """The vision suite (on `evals.data` when set), then held-out colour errors on the run's own `data.eval_split`
   (`colorization/*_rmse`, Lab units) and `workdir/colorizations.png`."""
   results = vision.evaluate(context)
-  config, workdir, writer, step = context.config, context.workdir, context.writer, context.step
-  params, method_state = context.params, context.method_state
+  config = context.config
   if config.colorization.eval_examples > 0:
-    images = _held_out_colour_images(config)
+    images = vision.held_out_images(config, config.colorization.eval_examples, shuffled=True)
+    check_colour(images.shape[-1], config)
     # On the host: a thousand small crops are not worth the mesh.
-    params, method_state = jax.device_get((params, method_state))
+    params, method_state = jax.device_get((context.params, context.method_state))
     errors = held_out_errors(params, method_state, images, config)
     results.update(errors)
     print("eval colorization: " + ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in errors.items()), flush=True)
     if config.colorization.plot_examples > 0 and jax.process_index() == 0:
-      _write_colorizations(
-        config, workdir, params, method_state, images[: config.colorization.plot_examples], errors, writer, step
-      )
+      _write_colorizations(context, params, method_state, images[: config.colorization.plot_examples], errors)
   return results
 
 

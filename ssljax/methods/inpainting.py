@@ -17,8 +17,11 @@ trains both sides (simultaneous gradient descent):
 so the generator's gradient comes only from its own terms and the discriminator's only from its classification
 loss (the paper: w = 0.001, reconstruction 0.999).
 
-The model keeps the encoder under `params['encoder']` and its BatchNorm statistics under
-`state['batch_stats']['encoder']`, so the evals fine-tune and probe that encoder on whole, unmasked images.
+The model (`ContextEncoder`: the config's encoder and a `ContextDecoder`) and the `Discriminator` are in
+`ssljax.models.decoders`; the hole L2 and the GAN terms in `ssljax.losses` (`masked_l2`, `gan_generator`,
+`gan_discriminator`). The model keeps the encoder under `params['encoder']` and its BatchNorm statistics under
+`state['batch_stats']['encoder']`, so the evals fine-tune and probe that encoder on whole, unmasked images; the
+discriminator's parameters are under `params['discriminator']`.
 `evaluate` adds to the vision suite the hole MSE on test images against filling the hole with the mean of its
 context (`inpainting/recon_mse`, `inpainting/context_mean_mse`) and `inpaintings.png` (test images, their masked
 inputs and the inpainted result).
@@ -29,11 +32,7 @@ inputs and the inpainted result).
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
-from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +41,7 @@ from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.methods import vision
 from ssljax.methods.vision import build_encoder, eval_view, train_view
-from ssljax.models.cnn import PatchConv, conv_kernel_init
+from ssljax.models.decoders import ContextDecoder, ContextEncoder, Discriminator
 
 MASKS = ("center", "blocks", "regions")
 FILL_VALUE = 0.0  # normalized pixels: what the encoder sees in the hole
@@ -195,105 +194,6 @@ def context_mean_fill(images: jax.Array, mask: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------------------------------- models
 
 
-def _conv(
-  impl: str,
-  features: int,
-  *,
-  kernel: int = 3,
-  strides: int = 1,
-  use_bias: bool = False,
-  dtype: Any,
-  name: str,
-  kernel_init=conv_kernel_init,
-) -> nn.Module:
-  if impl == "patches":
-    return PatchConv(features, kernel, strides, use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, name=name)
-  return nn.Conv(
-    features,
-    (kernel, kernel),
-    (strides, strides),
-    padding="SAME",
-    use_bias=use_bias,
-    dtype=dtype,
-    kernel_init=kernel_init,
-    name=name,
-  )
-
-
-class ContextDecoder(nn.Module):
-  """The encoder's (N, h, w, C) feature map -> (N, S, S, out_channels) pixels.
-
-  First the paper's channel-wise fully-connected layer (every channel's map mixed across all h*w positions, no
-  parameters across channels, so a pixel deep inside the hole can draw on context anywhere) and a 1x1 convolution
-  across channels; then per width a resize (bilinear, sizes growing geometrically from h to S) and a 3x3
-  conv-BN-ReLU; last a 3x3 convolution to the image's channels.
-  """
-
-  widths: Sequence[int]
-  image_size: int
-  out_channels: int
-  channel_fc: bool = True
-  conv_impl: str = "xla"
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    norm = lambda name: nn.BatchNorm(
-      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name=name
-    )
-    x = jnp.asarray(x, self.dtype)
-    n, h, w, c = x.shape
-    if self.channel_fc:
-      init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=1, out_axis=2, batch_axis=0)
-      kernel = self.param("channel_fc", init, (c, h * w, h * w), jnp.float32)
-      x = jnp.einsum("npc,cpq->nqc", x.reshape(n, h * w, c), kernel.astype(self.dtype)).reshape(n, h, w, c)
-      x = nn.relu(norm("channel_fc_bn")(nn.Dense(c, use_bias=False, dtype=self.dtype, name="channel_mix")(x)))
-    for i, width in enumerate(self.widths):
-      size = round(h * (self.image_size / h) ** ((i + 1) / len(self.widths)))
-      x = jax.image.resize(x, (n, size, size, x.shape[-1]), method="linear")
-      x = nn.relu(norm(f"up{i + 1}_bn")(_conv(self.conv_impl, width, dtype=self.dtype, name=f"up{i + 1}_conv")(x)))
-    if x.shape[1] != self.image_size:  # no widths: straight from the feature map
-      x = jax.image.resize(x, (n, self.image_size, self.image_size, x.shape[-1]), method="linear")
-    # fan-in scaling: the He fan-out init of the hidden convs would start the pixels at a std of several units.
-    return _conv(
-      self.conv_impl,
-      self.out_channels,
-      use_bias=True,
-      dtype=self.dtype,
-      name="to_pixels",
-      kernel_init=nn.initializers.lecun_normal(),
-    )(x)
-
-
-class ContextEncoder(nn.Module):
-  """Encoder (the config's, kept under 'encoder') and ContextDecoder (under 'decoder')."""
-
-  encoder: nn.Module
-  decoder: ContextDecoder
-
-  def __call__(self, x, *, train: bool):
-    _, aux = self.encoder(x, train=train)
-    return self.decoder(aux["feature_map"], train=train).astype(jnp.float32)
-
-
-class Discriminator(nn.Module):
-  """Real or inpainted? Strided 3x3 conv-LeakyReLU stages, a global average and one logit. No BatchNorm: its
-  statistics would mix real and inpainted images."""
-
-  widths: Sequence[int] = (16, 32)
-  conv_impl: str = "xla"
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = jnp.asarray(x, self.dtype)
-    for i, width in enumerate(self.widths):
-      x = nn.leaky_relu(
-        _conv(self.conv_impl, width, strides=2, use_bias=True, dtype=self.dtype, name=f"conv{i + 1}")(x), 0.2
-      )
-    return nn.Dense(1, dtype=self.dtype, name="logit")(x.mean(axis=(1, 2)))[:, 0].astype(jnp.float32)
-
-
 def build_model(config, channels: int) -> ContextEncoder:
   c = config.inpainting
   decoder = ContextDecoder(
@@ -325,11 +225,11 @@ def init(config, rng, example_batch, *, data=None):
   x = eval_view(example_batch["image"], config)
   # The model takes `rng` itself, as every vision method's does: flax derives the encoder's init from it and the
   # name 'encoder', so the random-init baseline is the same encoder whichever method's run measures it.
-  variables = build_model(config, x.shape[-1]).init(rng, x, train=False)
-  params = dict(variables["params"])
+  params, state = vision.init_model(build_model(config, x.shape[-1]), rng, x)
+  params = dict(params)
   if config.inpainting.adversarial_weight > 0:
     params["discriminator"] = build_discriminator(config).init(jax.random.fold_in(rng, 1), x)["params"]
-  return params, {"batch_stats": variables.get("batch_stats", {})}
+  return params, state
 
 
 def loss_terms(params, state, batch, rng, config):
@@ -356,11 +256,11 @@ def loss_terms(params, state, batch, rng, config):
     discriminator = build_discriminator(config)
     inpainted = images * (1.0 - masks[..., None]) + predictions * masks[..., None]
     frozen_d = jax.lax.stop_gradient(params["discriminator"])
-    # Non-saturating generator loss, -log D(G(x)), as DCGAN (which the paper's adversarial setup follows) trains.
-    terms["generator_adversarial"] = jax.nn.softplus(-discriminator.apply({"params": frozen_d}, inpainted)).mean()
+    # Non-saturating, as DCGAN (which the paper's adversarial setup follows) trains.
+    terms["generator_adversarial"] = losses.gan_generator(discriminator.apply({"params": frozen_d}, inpainted))
     real = discriminator.apply({"params": params["discriminator"]}, images)
     fake = discriminator.apply({"params": params["discriminator"]}, jax.lax.stop_gradient(inpainted))
-    terms["discriminator"] = jax.nn.softplus(-real).mean() + jax.nn.softplus(fake).mean()
+    terms["discriminator"] = losses.gan_discriminator(real, fake)
     metrics["generator_adversarial"] = terms["generator_adversarial"]
     metrics["discriminator_loss"] = terms["discriminator"]
     metrics["discriminator_accuracy"] = 0.5 * (jnp.mean(real > 0) + jnp.mean(fake < 0))
@@ -398,20 +298,19 @@ def inpaint(params, state, images: jax.Array, masks: jax.Array, config) -> dict[
 
 
 def test_inpainting(config, workdir, params, method_state, writer=None, step: int = 0) -> dict:
-  """Hole MSE (normalized pixels) of the trained inpainter on up to `inpainting.eval_examples` test images, against
-  filling each hole with the mean of its context, and `workdir/inpaintings.png` (`inpainting.plot_examples` of
-  them: original, masked input, inpainted). The holes are drawn from the run's seed, so runs compare."""
-  from ssljax.data import images as image_data
+  """Hole MSE (normalized pixels) of the trained inpainter on the first `inpainting.eval_examples` test images,
+  against filling each hole with the mean of its context, and `workdir/inpaintings.png` (`inpainting.plot_examples`
+  of them: original, masked input, inpainted). The holes are drawn from the run's seed, so runs compare."""
   from ssljax.evals import plots  # lazy: only evaluation draws
 
   c = config.inpainting
-  split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
-  num = min(c.eval_examples, len(split.labels))
+  images = vision.held_out_images(config, c.eval_examples)
+  num = len(images)
   # On the host: a thousand small images are not worth the mesh, and these params are small.
   params, method_state = jax.device_get((params, method_state))
   masks = masks_for(config, jax.random.PRNGKey(config.seed), num)
   fn = jax.jit(lambda p, s, x, m: inpaint(p, s, x, m, config))
-  chunks = [fn(params, method_state, split.images[i : i + 256], masks[i : i + 256]) for i in range(0, num, 256)]
+  chunks = [fn(params, method_state, images[i : i + 256], masks[i : i + 256]) for i in range(0, num, 256)]
   out = {k: np.concatenate([np.asarray(ch[k]) for ch in chunks]) for k in chunks[0]}
   masks = np.asarray(masks)
   results = {
@@ -426,19 +325,20 @@ def test_inpainting(config, workdir, params, method_state, writer=None, step: in
     flush=True,
   )
   if c.plot_examples > 0:
-    to_pixels = lambda x: x[: c.plot_examples] * 0.25 + 0.5  # inverse of vision.normalize
-    _, image = plots.side_by_side(
+    to_pixels = lambda x: vision.denormalize(x[: c.plot_examples])
+    plots.write_side_by_side(
       {
         "original": to_pixels(out["original"]),
         "masked input": to_pixels(out["masked"]),
         "inpainted": to_pixels(out["inpainted"]),
       },
-      os.path.join(workdir, "inpaintings.png"),
+      workdir,
+      "inpaintings",
       title=f"{c.mask} holes, test images\nhole MSE {results['inpainting/recon_mse']:.3f}, context mean "
       f"{results['inpainting/context_mean_mse']:.3f}",
+      writer=writer,
+      step=step,
     )
-    if writer is not None:
-      writer.write_image(step, "inpaintings", image)
   return results
 
 

@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ssljax import augment
 from ssljax.config import ConfigError
-from ssljax.methods.vision import build_encoder, image_method, normalize
+from ssljax.methods import vision
+from ssljax.methods.vision import build_encoder, image_method, init_model, normalize
 
 GRID = 3
 
@@ -71,13 +71,7 @@ def check_config(config) -> None:
   j = config.jigsaw
   if not 2 <= j.num_permutations <= math.factorial(GRID * GRID):
     raise ConfigError(f"jigsaw.num_permutations={j.num_permutations} must be in [2, {math.factorial(GRID * GRID)}]")
-  if j.image_size % GRID:
-    raise ConfigError(f"jigsaw.image_size={j.image_size} is not divisible by the {GRID}x{GRID} tile grid")
-  if not 0 < j.tile_size <= j.image_size // GRID:
-    raise ConfigError(
-      f"jigsaw.tile_size={j.tile_size} must be in [1, {j.image_size // GRID}] (the cell of a "
-      f"{j.image_size}-pixel puzzle)"
-    )
+  vision.check_tiles("jigsaw", j.image_size, j.tile_size, grid=GRID, what="puzzle")
 
 
 def puzzles(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.Array]:
@@ -88,26 +82,21 @@ def puzzles(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.A
   """
   j = config.jigsaw
   perms = jnp.asarray(permutation_set(j.num_permutations, j.permutation_seed))
-  size = (j.image_size, j.image_size)
 
   def one(image, key):
-    k_crop, k_flip, k_tiles, k_perm = jax.random.split(key, 4)
-    image = augment.random_resized_crop(image, k_crop, size=size, scale=tuple(config.augment.crop_scale))
-    tiles = augment.grid_tiles(augment.horizontal_flip(image, k_flip), k_tiles, grid=GRID, tile=j.tile_size)
+    *view_keys, k_perm = jax.random.split(key, 4)
+    tiles = vision.crop_flip_tiles(image, view_keys, config, image_size=j.image_size, tile_size=j.tile_size, grid=GRID)
     label = jax.random.randint(k_perm, (), 0, len(perms))
     return tiles[perms[label]], label
 
-  images = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
-  keys = jax.random.split(rng, images.shape[0])
-  tiles, labels = jax.vmap(one)(images, keys)
+  tiles, labels = jax.vmap(one)(vision.to_float(images), jax.random.split(rng, images.shape[0]))
   return normalize(tiles), labels
 
 
 def init(config, rng, example_batch, *, data=None):
   del data
   tiles, _ = puzzles(example_batch["image"], jax.random.PRNGKey(0), config)
-  variables = build_model(config).init(rng, tiles, train=False)
-  return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
+  return init_model(build_model(config), rng, tiles)
 
 
 def loss_fn(params, state, batch, rng, config, step):

@@ -6,11 +6,13 @@ look like, not local texture.
 
 MAE is judged by fine-tuning (its linear probe is known to be weak): the eval suite fine-tunes the ViT with a
 new head at each label fraction, against the same ViT from its random init with the same steps.
+
+The ViT and its decoder are `ssljax.models.vit.ViT` / `MAE`, the loss `ssljax.losses.mae_recon`. With
+`evals.plots`, `evaluate` also writes `workdir/reconstructions.png` (`reconstruction_images` of the first 8 test
+images, drawn by `ssljax.evals.plots`).
 """
 
 from __future__ import annotations
-
-import os
 
 import jax
 import jax.numpy as jnp
@@ -93,8 +95,8 @@ def reconstruction_images(params, images_uint8: np.ndarray, config, *, seed: int
   hidden = mask[..., None] > 0
   p, (_, h, w, c) = config.mae.patch_size, images.shape
   to_image = lambda patches: np.clip(
-    np.asarray(vit.unpatchify(jnp.asarray(patches), p, c, (h // p, w // p))) * 0.25 + 0.5, 0.0, 1.0
-  )  # undo normalize
+    vision.denormalize(np.asarray(vit.unpatchify(jnp.asarray(patches), p, c, (h // p, w // p)))), 0.0, 1.0
+  )
   # Hidden patches show as mid-grey: 0 after `normalize`.
   return {
     "original": to_image(target),
@@ -104,22 +106,22 @@ def reconstruction_images(params, images_uint8: np.ndarray, config, *, seed: int
 
 
 def evaluate(context) -> dict:
-  config, workdir, params, writer, step = context.config, context.workdir, context.params, context.writer, context.step
+  """The vision suite, then (with `evals.plots`) `workdir/reconstructions.png` of the first 8 test images."""
+  config = context.config
   results = vision.evaluate(context)
   if config.evals.plots and jax.process_index() == 0:
-    from ssljax.data import images as image_data
-    from ssljax.evals import plots
+    from ssljax.evals import plots  # lazy: only evaluation draws
 
-    test = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
-    pictures = reconstruction_images(params, test.images[:8], config, seed=config.seed)
-    _, grid = plots.side_by_side(
+    pictures = reconstruction_images(context.params, vision.held_out_images(config, 8), config, seed=config.seed)
+    plots.write_side_by_side(
       pictures,
-      os.path.join(workdir, "reconstructions.png"),
+      context.workdir,
+      "reconstructions",
       title=f"MAE, {config.mae.mask_ratio:.0%} of patches hidden"
       + (" (shown at the true patch mean and contrast)" if config.mae.norm_pix else ""),
+      writer=context.writer,
+      step=context.step,
     )
-    if writer is not None:
-      writer.write_image(step, "reconstructions", grid)
   return results
 
 

@@ -15,9 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ssljax import augment
-from ssljax.config import ConfigError
-from ssljax.methods.vision import build_encoder, image_method, normalize
+from ssljax.methods import vision
+from ssljax.methods.vision import build_encoder, image_method, init_model, normalize
 
 GRID = 3
 CENTRE = 4  # row-major index of the middle cell
@@ -47,35 +46,21 @@ def build_model(config) -> PairModel:
 
 def check_config(config) -> None:
   r = config.relative_position
-  if r.image_size % GRID:
-    raise ConfigError(f"relative_position.image_size={r.image_size} is not divisible by the {GRID}x{GRID} tile grid")
-  if not 0 < r.tile_size <= r.image_size // GRID:
-    raise ConfigError(
-      f"relative_position.tile_size={r.tile_size} must be in [1, {r.image_size // GRID}] (the "
-      f"cell of a {r.image_size}-pixel grid)"
-    )
+  vision.check_tiles("relative_position", r.image_size, r.tile_size, grid=GRID, what="grid")
 
 
 def tile_grid(images: jax.Array, rng: jax.Array, config) -> jax.Array:
   """(N, H, W, C) images -> the nine jittered tiles of each (N, 9, t, t, C), normalized, in grid order."""
   r = config.relative_position
-  size = (r.image_size, r.image_size)
-
-  def one(image, key):
-    k_crop, k_flip, k_tiles = jax.random.split(key, 3)
-    image = augment.random_resized_crop(image, k_crop, size=size, scale=tuple(config.augment.crop_scale))
-    return augment.grid_tiles(augment.horizontal_flip(image, k_flip), k_tiles, grid=GRID, tile=r.tile_size)
-
-  images = images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
-  return normalize(jax.vmap(one)(images, jax.random.split(rng, images.shape[0])))
+  one = lambda image, key: vision.crop_flip_tiles(
+    image, jax.random.split(key, 3), config, image_size=r.image_size, tile_size=r.tile_size, grid=GRID
+  )
+  return normalize(jax.vmap(one)(vision.to_float(images), jax.random.split(rng, images.shape[0])))
 
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  variables = build_model(config).init(
-    rng, tile_grid(example_batch["image"], jax.random.PRNGKey(0), config), train=False
-  )
-  return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
+  return init_model(build_model(config), rng, tile_grid(example_batch["image"], jax.random.PRNGKey(0), config))
 
 
 def loss_fn(params, state, batch, rng, config, step):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from ssljax.config import ConfigError
-from ssljax.methods.vision import build_encoder, eval_view, image_method, train_view
+from ssljax.methods.vision import build_encoder, eval_view, image_method, init_model, train_view
 
 NUM_ROTATIONS = 4
 
@@ -45,8 +45,7 @@ def rotate_all(images: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def init(config, rng, example_batch, *, data=None):
   del data
-  variables = build_model(config).init(rng, eval_view(example_batch["image"], config), train=False)
-  return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
+  return init_model(build_model(config), rng, eval_view(example_batch["image"], config))
 
 
 def loss_fn(params, state, batch, rng, config, step):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ssljax import augment, losses
-from ssljax.methods.vision import build_encoder, eval_view, image_method, normalize
+from ssljax.methods.vision import build_encoder, eval_view, image_method, init_model, normalize
 from ssljax.models.heads import ProjectionHead
 
 
@@ -56,8 +56,7 @@ def train_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, j
 
 def init(config, rng, example_batch, *, data=None):
   del data  # the example batch's shapes are all SimCLR needs
-  variables = build_model(config).init(rng, eval_view(example_batch["image"], config), train=False)
-  return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
+  return init_model(build_model(config), rng, eval_view(example_batch["image"], config))
 
 
 def loss_fn(params, state, batch, rng, config, step):

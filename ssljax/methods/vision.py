@@ -1,5 +1,7 @@
 """What every image method shares: the encoder named by the config, pixel scaling, the evaluation view, the
-training split, and the evaluation suite (kNN, linear probe, fine-tuning at label fractions).
+crop-and-flip training views (and the jittered tile grid of jigsaw and relative position), model init, the
+training split, a sample of held-out images for a method's own evals and pictures, and the evaluation suite
+(kNN, linear probe, fine-tuning at label fractions).
 
 A vision method keeps its encoder's parameters under `params['encoder']` (and its BatchNorm statistics under
 `state['batch_stats']['encoder']`), so the evals can lift the encoder out of any method's model and fine-tune
@@ -44,17 +46,27 @@ def normalize(images: jax.Array) -> jax.Array:
   return (images - 0.5) / 0.25
 
 
+def denormalize(x):
+  """The inverse of `normalize`, for pictures (NumPy or JAX arrays)."""
+  return x * 0.25 + 0.5
+
+
 def to_float(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images.astype(jnp.float32)
 
 
-def eval_view(images: jax.Array, config) -> jax.Array:
-  """The deterministic view the evals embed: the whole image, resized to the training size, normalized."""
+def eval_pixels(images: jax.Array, config) -> jax.Array:
+  """The whole image, resized to the training size, in [0, 1]: the eval view before `normalize`."""
   size = (config.data.image_size, config.data.image_size)
   images = to_float(images)
   if images.shape[1:3] != size:
     images = jax.vmap(lambda im: augment.center_crop_resize(im, size=size))(images)
-  return normalize(images)
+  return images
+
+
+def eval_view(images: jax.Array, config) -> jax.Array:
+  """The deterministic view the evals embed: the whole image, resized to the training size, normalized."""
+  return normalize(eval_pixels(images, config))
 
 
 def crop_flip(images: jax.Array, rng: jax.Array, config, scale) -> jax.Array:
@@ -74,9 +86,40 @@ def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
   return normalize(crop_flip(images, rng, config, config.augment.crop_scale))
 
 
+# Every image method's fine-tuning crop (colorization's Lab view too), so fine-tuned figures compare.
+FINETUNE_CROP_SCALE = (0.5, 1.0)
+
+
 def finetune_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
   """The fine-tuning view: a random crop of at least half the image, resized, and a random flip."""
-  return normalize(crop_flip(images, rng, config, (0.5, 1.0)))
+  return normalize(crop_flip(images, rng, config, FINETUNE_CROP_SCALE))
+
+
+def check_tiles(section: str, image_size: int, tile_size: int, *, grid: int, what: str) -> None:
+  """ConfigError naming `section`'s key when `image_size` pixels cannot be cut into a grid x grid of tiles of
+  side `tile_size` (`what` names the whole in the message: 'puzzle', 'grid')."""
+  if image_size % grid:
+    raise ConfigError(f"{section}.image_size={image_size} is not divisible by the {grid}x{grid} tile grid")
+  if not 0 < tile_size <= image_size // grid:
+    raise ConfigError(
+      f"{section}.tile_size={tile_size} must be in [1, {image_size // grid}] (the cell of a {image_size}-pixel {what})"
+    )
+
+
+def crop_flip_tiles(image: jax.Array, keys, config, *, image_size: int, tile_size: int, grid: int) -> jax.Array:
+  """One image in [0, 1] -> its grid*grid jittered tiles (grid*grid, t, t, C) in row-major grid order: a random
+  resized crop (`augment.crop_scale`) to `image_size`, a random flip, then `augment.grid_tiles`. `keys` are the
+  (crop, flip, tiles) keys, split by the caller with whatever else it draws per image."""
+  k_crop, k_flip, k_tiles = keys
+  size = (image_size, image_size)
+  image = augment.random_resized_crop(image, k_crop, size=size, scale=tuple(config.augment.crop_scale))
+  return augment.grid_tiles(augment.horizontal_flip(image, k_flip), k_tiles, grid=grid, tile=tile_size)
+
+
+def init_model(model, rng: jax.Array, x: jax.Array) -> tuple[dict, dict]:
+  """`model.init` in eval mode on `x`: (params, method state holding the BatchNorm statistics)."""
+  variables = model.init(rng, x, train=False)
+  return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
 
 def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSplit | image_data.TfdsTrainData:
@@ -91,6 +134,17 @@ def load_train_data(config, *, workdir: str | None = None) -> image_data.ImageSp
     image_data.check_split(d, d.train_split)
     image_data.check_split(d, d.eval_split)
   return train
+
+
+def held_out_images(config, num: int, *, shuffled: bool = False) -> np.ndarray:
+  """Up to `num` uint8 images of the run's own `data.eval_split` (within `data.max_eval_examples`), for a
+  method's evals and pictures beyond the suite: the first ones, or with `shuffled` a sample drawn with
+  `config.seed`, the same in every run of the config."""
+  split = image_data.load_split(config.data, config.data.eval_split, config.data.max_eval_examples)
+  num = min(num, len(split.images))
+  if shuffled:
+    return split.images[np.random.default_rng(config.seed).permutation(len(split.images))[:num]]
+  return split.images[:num]
 
 
 def encoder_features(

@@ -381,8 +381,15 @@ def evaluate(context) -> dict:
 
   c = context
   vectors = np.asarray(sharding.to_host(c.params["input"]), np.float32)
+  initial = np.asarray(sharding.to_host(c.random_init()[0]["input"]), np.float32)
   return word_suite.evaluate(
-    c.config, workdir=c.workdir, vectors=vectors, words=c.train_data.corpus.vocab.words, writer=c.writer, step=c.step
+    c.config,
+    workdir=c.workdir,
+    vectors=vectors,
+    words=c.train_data.corpus.vocab.words,
+    baseline_vectors=initial,
+    writer=c.writer,
+    step=c.step,
   )
 
 

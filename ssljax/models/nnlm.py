@@ -36,15 +36,24 @@ class _TiedOutput(nn.Module):
     return self.embed.attend(z).astype(jnp.float32) + bias
 
 
-class WindowLM(nn.Module):
+class _NextTokenLM(nn.Module):
+  """What both language models are configured by: the vocabulary and tied embedding, the hidden width, the ids
+  that pad and open a paragraph, dropout, and the compute dtype."""
+
   vocab_size: int
-  context: int = 8
   embed_dim: int = 128
   hidden_dim: int = 512
   pad_id: int = 0
   cls_id: int = 2
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+
+  def _embed(self) -> nn.Embed:
+    return nn.Embed(self.vocab_size, self.embed_dim, embedding_init=_init, dtype=self.dtype, name="embed")
+
+
+class WindowLM(_NextTokenLM):
+  context: int = 8
 
   def initial_carry(self, batch: int) -> jax.Array:
     return jnp.full((batch, self.context - 1), self.pad_id, jnp.int32)
@@ -57,7 +66,7 @@ class WindowLM(nn.Module):
     z = jnp.concatenate([carry, tokens], axis=1)  # (B, context - 1 + T)
     # Token j is context for position i if no [CLS] lies in (j, i]: paragraphs are predicted on their own.
     paragraph = jnp.cumsum(z == self.cls_id, axis=1)
-    embed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=_init, dtype=self.dtype, name="embed")
+    embed = self._embed()
     windows = []
     for k in range(self.context):  # position i reads tokens i, i - 1, ..., i - context + 1
       ids = z[:, c - k : c - k + t]
@@ -93,15 +102,8 @@ class _GRUScan(nn.Module):
     return h, h
 
 
-class RecurrentLM(nn.Module):
-  vocab_size: int
-  embed_dim: int = 128
-  hidden_dim: int = 512
+class RecurrentLM(_NextTokenLM):
   layers: int = 1
-  pad_id: int = 0
-  cls_id: int = 2
-  dropout: float = 0.0
-  dtype: jnp.dtype = jnp.float32
 
   def initial_carry(self, batch: int) -> jax.Array:
     return jnp.zeros((self.layers, batch, self.hidden_dim), jnp.float32)
@@ -111,7 +113,7 @@ class RecurrentLM(nn.Module):
     b, _ = tokens.shape
     carry = self.initial_carry(b) if carry is None else carry
     start = tokens == self.cls_id  # a paragraph starts: forget the previous one
-    embed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=_init, dtype=self.dtype, name="embed")
+    embed = self._embed()
     x = nn.Dropout(self.dropout, deterministic=not train)(embed(tokens))
     scan = nn.scan(_GRUScan, variable_broadcast="params", split_rngs={"params": False}, in_axes=1, out_axes=1)
     new_carry = []

@@ -30,13 +30,18 @@ def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn
   )
 
 
-class BasicBlock(nn.Module):
-  """Two 3x3 convs (ResNet-18/34)."""
+class _ResidualBlock(nn.Module):
+  """What every block is built from: its width, its stride, the norm layer (called with name and, for the
+  block's last norm, last=True, which zero-init residual uses) and the compute dtype."""
 
   features: int
   strides: int
   norm: Callable
   dtype: Any = jnp.float32
+
+
+class BasicBlock(_ResidualBlock):
+  """Two 3x3 convs (ResNet-18/34)."""
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -45,13 +50,8 @@ class BasicBlock(nn.Module):
     return nn.relu(y + _shortcut(x, y, self.strides, self.norm, self.dtype))
 
 
-class BottleneckBlock(nn.Module):
+class BottleneckBlock(_ResidualBlock):
   """1x1 reduce, 3x3 (strided, v1.5), 1x1 expand by 4 (ResNet-50 and up)."""
-
-  features: int
-  strides: int
-  norm: Callable
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:

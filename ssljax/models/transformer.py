@@ -1,21 +1,30 @@
-"""BERT (Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers"), in Flax linen.
+"""The Transformer block shared by every model in ssljax, and BERT (Devlin et al. 2019) built on it, in Flax linen.
 
-The encoder follows the original: token + segment + learned position embeddings, LayerNorm, then
-post-LN Transformer blocks (self-attention and a GELU MLP, each followed by dropout, a residual add
-and LayerNorm), and a tanh pooler over the [CLS] position. Parameter names and shapes mirror BERT's
-checkpoint layout (separate query/key/value/output (H, H) kernels), so parameter counts equal the
-published ones and checkpoints map over one-to-one.
+`TransformerBlock` is one module for all of them: fused-qkv self-attention and a GELU MLP, pre-LN (ViT/MAE in
+vit.py) or post-LN (BERT), with its LayerNorm epsilon, kernel init and dropout rate as options, an optional
+key-padding mask and a `causal` flag (a left-to-right text tower). Parameter names follow timm/MAE
+(norm1, attn/{qkv, proj}, norm2, mlp/{fc1, fc2}) whatever the options, so an MAE checkpoint maps over by name.
+`random_order` draws the random subsets of positions that MAE (patches to keep) and BERT's MLM (tokens to
+predict) take.
+
+The BERT encoder follows the original: token + segment + learned position embeddings, LayerNorm, then post-LN
+blocks (self-attention and a GELU MLP, each followed by dropout, a residual add and LayerNorm; LayerNorm eps
+1e-12, every kernel from a truncated normal of std 0.02), and a tanh pooler over the [CLS] position. Shapes
+and parameter counts equal BERT's; a BERT checkpoint maps over with its query/key/value kernels (and biases)
+concatenated into qkv, attention/output -> attn/proj, attention LayerNorm -> norm1,
+intermediate/output -> mlp/fc1, fc2 and output LayerNorm -> norm2.
 
 Mixed precision: matmuls run in `dtype` (bfloat16 on accelerators) while parameters stay float32,
 and softmax and LayerNorm always compute in float32, where bfloat16's 8-bit mantissa loses too much.
 
 As for every model in ssljax.models, `__call__(..., *, train)` returns `(output, aux)`; the encoder's
 aux has 'tokens' (final hidden states), 'pooled' and 'pre_logits' (= pooled), which probes read by
-name. `MultiHeadSelfAttention` and `TransformerBlock` are building blocks and return plain arrays.
+name. `SelfAttention`, `MLP` and `TransformerBlock` are building blocks and return plain arrays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -51,67 +60,146 @@ def _dense(features: int, dtype: Any, name: str) -> nn.Dense:
 
 
 def _gelu(x: jax.Array) -> jax.Array:
-  # The exact (erf) GELU, as in Hendrycks & Gimpel and HF's BERT; the original TF code used the tanh
-  # approximation, which differs by < 1e-3.
+  # The exact (erf) GELU, as in Hendrycks & Gimpel, HF's BERT and timm; the original TF BERT code used the
+  # tanh approximation, which differs by < 1e-3.
   return nn.gelu(x, approximate=False)
 
 
-class MultiHeadSelfAttention(nn.Module):
-  """Multi-head self-attention in which masked (padding) keys get exactly zero weight.
+def random_order(rng: jax.Array, shape: tuple[int, int], *, exclude: jax.Array | None = None) -> jax.Array:
+  """Each row's positions in a uniformly random order, the `exclude`d ones last: the argsort of uniform noise.
 
-  Takes x (B, T, H) and mask (B, T), true at real tokens; returns (B, T, H) after the output
-  projection, before dropout and the residual add.
+  The first k entries of a row are then a uniformly random k-subset of its positions that are not excluded
+  (all of them, followed by excluded ones, when it has fewer than k). MAE keeps the first L_keep patches of the
+  order (and undoes it with its argsort); BERT's MLM predicts the first P ordinary tokens. Jittable; `shape`
+  (batch, length) must be static.
+
+  Args:
+    rng: the PRNG key; one uniform draw of `shape` is all that is taken from it.
+    shape: (batch, length).
+    exclude: optional bool (batch, length), true at positions that must come last.
+
+  Returns:
+    (batch, length) int32, a permutation of 0..length-1 per row.
+  """
+  noise = jax.random.uniform(rng, shape)
+  if exclude is not None:
+    # The draws lie in [0, 1), so +inf sorts after all of them; the stable sort keeps excluded ones in order.
+    noise = jnp.where(exclude, jnp.inf, noise)
+  return jnp.argsort(noise, axis=-1).astype(jnp.int32)
+
+
+def _allowed_keys(mask: jax.Array | None, length: int, causal: bool) -> jax.Array | None:
+  """Which keys each query may attend to, broadcastable to scores (B, heads, T, T); None when all."""
+  allowed = None
+  if mask is not None:
+    allowed = jnp.asarray(mask).astype(bool)[:, None, None, :]
+  if causal:
+    earlier = jnp.tril(jnp.ones((length, length), bool))[None, None]  # query i sees keys 0..i
+    allowed = earlier if allowed is None else allowed & earlier
+  return allowed
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with a fused qkv projection (with bias), as timm's `Attention`.
+
+  `__call__(x, mask=None, *, train)`: x (B, T, hidden); mask (B, T), true at real tokens, None for all real.
+  Keys that the mask hides, and with `causal` the keys after each query, get exactly zero weight. Returns
+  (B, T, hidden) after the output projection, before any residual dropout.
+
+  Fused, not separate q/k/v: xavier_uniform's bound depends on the kernel's fan-out, and MAE draws the
+  (H, 3H) qkv kernel as one matrix (BERT's truncated normal does not depend on the shape, so BERT's separate
+  query/key/value kernels are its column blocks: kernel = concat([query, key, value], axis=1)).
   """
 
   hidden: int
   heads: int
-  dropout: float = 0.1
+  dropout: float = 0.0  # on the attention probabilities
+  causal: bool = False
+  kernel_init: Callable = nn.initializers.xavier_uniform()
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None, *, train: bool) -> jax.Array:
     if self.hidden % self.heads:
       raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
     b, t, _ = x.shape
+    if mask is not None and mask.shape != (b, t):
+      raise ValueError(f"mask must be (batch, length) = {(b, t)}, got shape {mask.shape}")
     head_dim = self.hidden // self.heads
-
-    def split(y: jax.Array) -> jax.Array:
-      return y.reshape(b, t, self.heads, head_dim)
-
-    q = split(_dense(self.hidden, self.dtype, "query")(x))
-    k = split(_dense(self.hidden, self.dtype, "key")(x))
-    v = split(_dense(self.hidden, self.dtype, "value")(x))
+    dense = lambda features, name: nn.Dense(features, dtype=self.dtype, kernel_init=self.kernel_init, name=name)
+    qkv = dense(3 * self.hidden, "qkv")(x).reshape(b, t, 3, self.heads, head_dim)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     # Scale q before the product so bfloat16 scores stay small.
     q = q / jnp.sqrt(head_dim).astype(q.dtype)
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
-    # `where`, not an additive -1e9 bias: masked keys get exp(min - max) = 0 exactly, and a row with
-    # every key masked comes out uniform rather than NaN.
-    scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
+    allowed = _allowed_keys(mask, t, self.causal)
+    if allowed is not None:
+      # `where`, not an additive -1e9 bias: hidden keys get exp(min - max) = 0 exactly, and a row with
+      # every key hidden comes out uniform rather than NaN.
+      scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(scores, axis=-1)
-    weights = nn.Dropout(self.dropout, name="attention_dropout")(weights, deterministic=not train)
+    weights = nn.Dropout(self.dropout, name="attn_drop")(weights, deterministic=not train)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), v).reshape(b, t, self.hidden)
-    return _dense(self.hidden, self.dtype, "output")(out)
+    return dense(self.hidden, "proj")(out)
 
 
-class TransformerBlock(nn.Module):
-  """BERT's post-LN block: x = LN(x + drop(attn(x))); x = LN(x + drop(W2 gelu(W1 x)))."""
+class MLP(nn.Module):
+  """fc2(gelu(fc1(x))), timm's `Mlp` (BERT's intermediate and output dense layers)."""
 
   hidden: int
-  heads: int
-  intermediate: int
-  dropout: float = 0.1
+  mlp_dim: int
+  kernel_init: Callable = nn.initializers.xavier_uniform()
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool) -> jax.Array:
-    drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train)
-    attn = MultiHeadSelfAttention(self.hidden, self.heads, self.dropout, self.dtype, name="attention")(
-      x, mask, train=train
-    )
-    x = _layer_norm("attention_norm")(x + drop(attn)).astype(self.dtype)
-    y = _gelu(_dense(self.intermediate, self.dtype, "intermediate")(x))
-    y = _dense(self.hidden, self.dtype, "output")(y)
-    return _layer_norm("output_norm")(x + drop(y)).astype(self.dtype)
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dense = lambda features, name: nn.Dense(features, dtype=self.dtype, kernel_init=self.kernel_init, name=name)
+    return dense(self.hidden, "fc2")(_gelu(dense(self.mlp_dim, "fc1")(x)))
+
+
+class TransformerBlock(nn.Module):
+  """The Transformer block of ViT/MAE, BERT and (causal) text towers: self-attention and a GELU MLP.
+
+  pre_norm=True (ViT, MAE, GPT-2, CLIP): x = x + drop(attn(LN(x))); x = x + drop(mlp(LN(x))).
+  pre_norm=False (BERT's post-LN): x = LN(x + drop(attn(x))); x = LN(x + drop(mlp(x))).
+  `dropout` is applied to the attention probabilities and to each residual branch (BERT's
+  attention_probs_dropout_prob and hidden_dropout_prob, which BERT sets equal).
+
+  `__call__(x, mask=None, *, train)`: x (B, T, hidden) in `dtype`; mask (B, T), true at real tokens.
+  Parameter names follow timm/MAE: norm1, attn/{qkv, proj}, norm2, mlp/{fc1, fc2}, whichever the norm
+  position (post-LN's norm1 is BERT's attention LayerNorm, norm2 its output LayerNorm).
+
+  Attributes:
+    hidden, heads, mlp_dim: width, attention heads, MLP width.
+    dropout: rate of the attention-probability and residual dropout (active when train is true).
+    pre_norm: LayerNorm before each branch (True) or after each residual add (False).
+    causal: each position attends only to itself and earlier ones (a left-to-right language model).
+    ln_epsilon: the LayerNorms' epsilon (timm 1e-6, BERT 1e-12, PyTorch's default 1e-5).
+    kernel_init: of every Dense kernel; biases start at zero.
+    dtype: computation dtype; parameters, softmax and LayerNorm stay float32.
+  """
+
+  hidden: int
+  heads: int
+  mlp_dim: int
+  dropout: float = 0.0
+  pre_norm: bool = True
+  causal: bool = False
+  ln_epsilon: float = 1e-6
+  kernel_init: Callable = nn.initializers.xavier_uniform()
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None, *, train: bool) -> jax.Array:
+    attn = SelfAttention(self.hidden, self.heads, self.dropout, self.causal, self.kernel_init, self.dtype, name="attn")
+    mlp = MLP(self.hidden, self.mlp_dim, self.kernel_init, self.dtype, name="mlp")
+    norm1, norm2 = (nn.LayerNorm(epsilon=self.ln_epsilon, dtype=jnp.float32, name=n) for n in ("norm1", "norm2"))
+    drop1, drop2 = (nn.Dropout(self.dropout, deterministic=not train, name=n) for n in ("drop1", "drop2"))
+    if self.pre_norm:
+      x = x + drop1(attn(norm1(x).astype(self.dtype), mask, train=train))
+      return x + drop2(mlp(norm2(x).astype(self.dtype)))
+    x = norm1(x + drop1(attn(x, mask, train=train))).astype(self.dtype)
+    return norm2(x + drop2(mlp(x))).astype(self.dtype)
 
 
 class BertEncoder(nn.Module):
@@ -145,7 +233,17 @@ class BertEncoder(nn.Module):
     self.embed_norm = _layer_norm("embed_norm")
     self.embed_dropout = nn.Dropout(self.dropout)
     self.blocks = [
-      TransformerBlock(self.hidden, self.heads, self.intermediate, self.dropout, self.dtype) for _ in range(self.layers)
+      TransformerBlock(
+        self.hidden,
+        self.heads,
+        self.intermediate,
+        self.dropout,
+        pre_norm=False,
+        ln_epsilon=_LN_EPS,
+        kernel_init=bert_init,
+        dtype=self.dtype,
+      )
+      for _ in range(self.layers)
     ]
     self.pooler = _dense(self.hidden, self.dtype, "pooler")
 

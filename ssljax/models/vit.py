@@ -3,8 +3,8 @@
 The encoder is the pre-LN ViT that MAE trains (timm's `VisionTransformer` as MAE's code builds it): patch
 embedding, a [CLS] token, fixed 2-D sin-cos position embeddings, blocks x = x + attn(LN(x)),
 x = x + mlp(LN(x)) with LayerNorm eps 1e-6, a fused qkv projection with bias and a GELU MLP, then a
-final LayerNorm. transformer.py's BERT block is post-LN with masked attention and BERT's init, so the
-pre-LN block is written here rather than bent into that one.
+final LayerNorm. The blocks are transformer.py's `TransformerBlock` (the one BERT uses post-LN), here pre-LN,
+unmasked, without dropout and with MAE's xavier init.
 
 Parameter names follow timm/MAE (patch_embed, cls_token, blocks_i/{norm1, attn/{qkv, proj}, norm2,
 mlp/{fc1, fc2}}, norm; decoder_embed, mask_token, decoder_blocks_i, decoder_norm, decoder_pred), so an
@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ssljax.models.transformer import TransformerBlock, random_order
 
 # MAE's `initialize_weights`: xavier_uniform for every Linear (the patch projection too, as a Linear
 # over the flattened patch), zero biases, normal(0.02) for the cls and mask tokens.
@@ -57,6 +59,11 @@ def _layer_norm(name: str) -> nn.LayerNorm:
 
 def _dense(features: int, dtype: Any, name: str) -> nn.Dense:
   return nn.Dense(features, dtype=dtype, kernel_init=dense_init, bias_init=nn.initializers.zeros, name=name)
+
+
+def _block(hidden: int, heads: int, mlp_dim: int, dtype: Any, name: str) -> TransformerBlock:
+  # timm's pre-LN Block without dropout, initialized as MAE does.
+  return TransformerBlock(hidden, heads, mlp_dim, ln_epsilon=_LN_EPS, kernel_init=dense_init, dtype=dtype, name=name)
 
 
 def patchify(images: jax.Array, patch: int) -> jax.Array:
@@ -116,9 +123,9 @@ def random_masking(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """MAE's per-example random masking: keep a random L_keep of the L patches of each example.
 
-  Each row's patches are shuffled by the argsort of uniform noise; the first L_keep of the shuffle are
-  kept, L_keep = max(1, int(L * (1 - mask_ratio))) (a static shape). Jittable; `mask_ratio`, `batch`
-  and `num_patches` must be Python numbers since they fix the shapes.
+  Each row's patches are shuffled by the argsort of uniform noise (`transformer.random_order`); the first
+  L_keep of the shuffle are kept, L_keep = max(1, int(L * (1 - mask_ratio))) (a static shape). Jittable;
+  `mask_ratio`, `batch` and `num_patches` must be Python numbers since they fix the shapes.
 
   Returns:
     keep_idx: (batch, L_keep) int32 indices of the kept patches, in shuffled (not sorted) order, as MAE.
@@ -129,8 +136,7 @@ def random_masking(
   if not 0.0 < mask_ratio < 1.0:
     raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
   keep = max(1, int(num_patches * (1 - mask_ratio)))
-  noise = jax.random.uniform(rng, (batch, num_patches))
-  shuffle = jnp.argsort(noise, axis=1).astype(jnp.int32)
+  shuffle = random_order(rng, (batch, num_patches))
   restore_idx = jnp.argsort(shuffle, axis=1).astype(jnp.int32)
   # Position j of the shuffle is masked iff j >= keep; restore_idx maps that back to grid order.
   mask = (restore_idx >= keep).astype(jnp.float32)
@@ -140,63 +146,6 @@ def random_masking(
 def _gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
   """x[b, idx[b]] for (N, L, D) x and (N, K) idx."""
   return jnp.take_along_axis(x, idx.astype(jnp.int32)[..., None], axis=1)
-
-
-class SelfAttention(nn.Module):
-  """Unmasked multi-head self-attention with a fused qkv projection (with bias), as timm's `Attention`.
-
-  Fused, not separate q/k/v: xavier_uniform's bound depends on the kernel's fan-out, and MAE draws the
-  (H, 3H) qkv kernel as one matrix.
-  """
-
-  hidden: int
-  heads: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    if self.hidden % self.heads:
-      raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
-    b, t, _ = x.shape
-    head_dim = self.hidden // self.heads
-    qkv = _dense(3 * self.hidden, self.dtype, "qkv")(x).reshape(b, t, 3, self.heads, head_dim)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    # Scale q before the product so bfloat16 scores stay small.
-    q = q / jnp.sqrt(head_dim).astype(q.dtype)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
-    weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, self.hidden)
-    return _dense(self.hidden, self.dtype, "proj")(out)
-
-
-class MLP(nn.Module):
-  """fc2(gelu(fc1(x))), timm's `Mlp`; its own scope so the names read blocks_i/mlp/fc1 as in MAE."""
-
-  hidden: int
-  mlp_dim: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    # timm's nn.GELU is the exact (erf) GELU.
-    x = nn.gelu(_dense(self.mlp_dim, self.dtype, "fc1")(x), approximate=False)
-    return _dense(self.hidden, self.dtype, "fc2")(x)
-
-
-class ViTBlock(nn.Module):
-  """The pre-LN block: x = x + attn(LN(x)); x = x + mlp(LN(x))."""
-
-  hidden: int
-  heads: int
-  mlp_dim: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    y = _layer_norm("norm1")(x).astype(self.dtype)
-    x = x + SelfAttention(self.hidden, self.heads, self.dtype, name="attn")(y)
-    y = _layer_norm("norm2")(x).astype(self.dtype)
-    return x + MLP(self.hidden, self.mlp_dim, self.dtype, name="mlp")(y)
 
 
 class ViT(nn.Module):
@@ -236,7 +185,6 @@ class ViT(nn.Module):
   def __call__(
     self, images: jax.Array, *, train: bool, keep_idx: jax.Array | None = None
   ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    del train  # No dropout or drop-path (see the module docstring); kept for the common interface.
     if self.pool not in ("cls", "mean"):
       raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}")
     n, h, w, _ = images.shape
@@ -252,7 +200,7 @@ class ViT(nn.Module):
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (n, 1, self.hidden)), x], axis=1)
     mlp_dim = self.mlp_dim or 4 * self.hidden
     for i in range(self.depth):
-      x = ViTBlock(self.hidden, self.heads, mlp_dim, self.dtype, name=f"blocks_{i}")(x)
+      x = _block(self.hidden, self.heads, mlp_dim, self.dtype, f"blocks_{i}")(x, train=train)
     x = _layer_norm("norm")(x).astype(self.dtype)
     pooled = x[:, 0] if self.pool == "cls" else x[:, 1:].mean(axis=1)
     return pooled, {"pre_logits": pooled, "tokens": x}
@@ -314,7 +262,7 @@ class MAE(nn.Module):
     x = jnp.concatenate([x[:, :1], patches], axis=1)
     mlp_dim = self.decoder_mlp_dim or 4 * d
     for i in range(self.decoder_depth):
-      x = ViTBlock(d, self.decoder_heads, mlp_dim, enc.dtype, name=f"decoder_blocks_{i}")(x)
+      x = _block(d, self.decoder_heads, mlp_dim, enc.dtype, f"decoder_blocks_{i}")(x, train=train)
     x = _layer_norm("decoder_norm")(x).astype(enc.dtype)
     pred = _dense(p * p * c, enc.dtype, "decoder_pred")(x[:, 1:]).astype(jnp.float32)
     return pred, {**aux, "decoder_tokens": x}

@@ -194,7 +194,15 @@ def test_vit_keep_idx_gathers_tokens(tiny_mae):
 def test_vit_init_follows_mae(tiny_mae):
   _, params, _ = tiny_mae
   enc = params["encoder"]
-  qkv = enc["blocks_0"]["attn"]["qkv"]
+  # timm/MAE's names, so an MAE checkpoint maps over by name.
+  block = enc["blocks_0"]
+  assert (set(block), set(block["attn"]), set(block["mlp"])) == (
+    {"norm1", "attn", "norm2", "mlp"},
+    {"qkv", "proj"},
+    {"fc1", "fc2"},
+  )
+  assert set(params["decoder_blocks_0"]) == set(block)
+  qkv = block["attn"]["qkv"]
   bound = np.sqrt(6 / (16 + 48))  # xavier_uniform on the fused (H, 3H) kernel
   assert bound >= np.abs(qkv["kernel"]).max() > 0.8 * bound
   assert np.all(qkv["bias"] == 0) and np.all(enc["norm"]["scale"] == 1)
