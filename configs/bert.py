@@ -55,6 +55,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.evals.finetune_batch_size = 32
   c.evals.finetune_epochs = 3.0
   c.evals.finetune_min_steps = 60
+  c.evals.finetune_max_steps = 0  # no cap: the epochs decide
+  c.evals.finetune_validation_fraction = 0.1  # of the labelled paragraphs, to choose the stopping step
+  c.evals.finetune_evaluations = 10
   c.evals.finetune_learning_rate = 1e-4
 
   if preset == "cpu":

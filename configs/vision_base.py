@@ -86,6 +86,10 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
   c.evals.finetune_epochs = 30.0
   c.evals.finetune_min_steps = 100
   c.evals.finetune_max_steps = 10000
+  # The stopping step is chosen on this stratified share of the labelled examples, scored at `evaluations`
+  # evenly spaced steps (ssljax/evals/finetune.py); the choice goes to summary.json.
+  c.evals.finetune_validation_fraction = 0.1
+  c.evals.finetune_evaluations = 10
 
   if preset == "imagenet":
     c.data.name = "imagenet2012"

@@ -162,7 +162,9 @@ RANGES = {
   "evals.finetune_learning_rate": "(0, inf)",
   "evals.finetune_epochs": "[0, inf)",
   "evals.finetune_min_steps": "[0, inf)",
-  "evals.finetune_max_steps": "[0, inf)",
+  "evals.finetune_max_steps": "[0, inf)",  # 0: no cap
+  "evals.finetune_validation_fraction": "[0, 1)",  # 0: the last step is tested
+  "evals.finetune_evaluations": "[1, inf)",
 }
 
 

@@ -64,6 +64,20 @@ def budget(num_examples: int, *, epochs: float, batch_size: int, min_steps: int 
   return min(steps, int(max_steps)) if max_steps > 0 else steps
 
 
+def budget_of(evals_config) -> dict:
+  """`finetune_top1`'s budget and stopping keywords from a config's `evals.finetune_*` keys."""
+  e = evals_config
+  return dict(
+    epochs=e.finetune_epochs,
+    batch_size=e.finetune_batch_size,
+    learning_rate=e.finetune_learning_rate,
+    min_steps=e.finetune_min_steps,
+    max_steps=e.finetune_max_steps,
+    validation_fraction=e.finetune_validation_fraction,
+    evaluations=e.finetune_evaluations,
+  )
+
+
 def split_validation(labels: np.ndarray, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(train rows, validation rows) of the labelled rows: a seeded, class-stratified `fraction` of each class (at
   least one, and one left to train on) held out to choose the stopping point; none when `fraction` is 0 or no

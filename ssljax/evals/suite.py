@@ -149,20 +149,6 @@ class EncoderClassifier(nn.Module):
     return nn.Dense(self.num_classes, name="head")(aux["pre_logits"].astype(jnp.float32))
 
 
-def finetune_budget(evals_config) -> dict:
-  """`finetune.finetune_top1`'s budget and stopping keywords from the `evals.finetune_*` keys."""
-  e = evals_config
-  return dict(
-    epochs=e.finetune_epochs,
-    batch_size=e.finetune_batch_size,
-    learning_rate=e.finetune_learning_rate,
-    min_steps=e.finetune_min_steps,
-    max_steps=e.finetune_max_steps,
-    validation_fraction=e.get("finetune_validation_fraction", 0.1),
-    evaluations=e.get("finetune_evaluations", 10),
-  )
-
-
 def finetune_scores(
   config, *, method, starts: dict, train_split, eval_split, num_classes: int, mesh, stops: dict | None = None
 ) -> dict:
@@ -201,7 +187,7 @@ def finetune_scores(
         train_y=train_split.labels[idx],
         test_x={"image": eval_split.images},
         test_y=eval_split.labels,
-        **finetune_budget(e),
+        **finetune.budget_of(e),
         seed=config.seed,
         mesh=mesh,
       )
