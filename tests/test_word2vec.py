@@ -293,8 +293,6 @@ def test_tiny_run_reports_the_word_evals_above_the_random_init_vectors(tiny_run)
   # The initial vectors carry no part of speech: their probe sits at the majority class.
   floor = results["baseline/random_init/pos_probe/top1"]
   assert abs(floor - results["pos_probe/majority_baseline"]) < 0.05, results
-  # Random vectors rank word pairs by chance: |spearman| near 0.
-  assert abs(results["baseline/random_init/wordsim353/spearman"]) < 0.15, results
   assert "words/s" in out and "analogy/total" in out and "vocabulary" in out
   lines = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   # Learning: the loss per pair falls well below its value at the zero-initialised output table.
