@@ -108,16 +108,20 @@ def tiny_run(tmp_path_factory):
 
 
 def test_tiny_run_reports_pretraining_and_finetuning_against_both_baselines(tiny_run):
+  """The end-to-end run reports every number. It does not show learning: 40 steps leave the MLM on its unigram
+  plateau (held-out perplexity 276 at step 0, 316 at step 40; NSP at chance), which the biases start on.
+  `test_the_product_step_learns_a_batch_by_heart` is the learning test, and the `cpu` preset's README figures."""
   workdir, out = tiny_run
   results = json.loads((workdir / "eval.json").read_text())
-  for name in ("mlm/accuracy", "mlm/perplexity", "nsp/accuracy"):
-    assert np.isfinite(results[name]), name
+  vocab = len((workdir / "tokenizer" / "vocab.txt").read_text().splitlines())
+  # The unigram start is far under the uniform model's perplexity (the vocabulary size); a head or a mask out
+  # of step with the tokens would not be.
+  assert 1.0 < results["mlm/perplexity"] < 0.7 * vocab
+  for name in ("mlm/accuracy", "nsp/accuracy"):
+    assert 0.0 <= results[name] <= 1.0, name
   for split in ("finetune", "finetune_25pct"):
     for prefix in ("", "baseline/scratch/", "baseline/bow/"):
       assert 0.0 <= results[f"{prefix}{split}/top1"] <= 1.0
-  # Learning: held-out MLM perplexity well under the uniform model's (the vocabulary size).
-  vocab = len((workdir / "tokenizer" / "vocab.txt").read_text().splitlines())
-  assert results["mlm/perplexity"] < 0.7 * vocab
   assert "pairs:" in out and "bag of words" in out
 
 
