@@ -47,7 +47,7 @@ run: venv data
 	$(PY) launch/run.py --config $(CONFIG) --workdir $(WORKDIR) $(ARGS)
 
 test: venv data lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
 
 # Formatting and lint, both configured in pyproject.toml: `$(VENV)/bin/ruff format .` fixes the first.
 lint: venv

@@ -122,11 +122,14 @@ def base(method: str, preset: str) -> ml_collections.ConfigDict:
     c.epochs = 1
     c.checkpoint_every = 200
     c.log_every = 20
-    # A 2-core CPU budget: every label fraction and both starting points get the same few hundred steps.
+    # Two epochs of the labelled set at a higher rate than the default's 30 at 1e-3: on a random-init encoder
+    # (rotation's, all the labels) 2 epochs at 3e-3 scored 0.871 against 0.845 for 3 at 1e-3, above every
+    # method's linear probe; a run's evals take 1-2.5 minutes more than they did at 200 steps.
     c.evals.finetune_batch_size = 128
-    c.evals.finetune_epochs = 1.0
+    c.evals.finetune_epochs = 2.0
+    c.evals.finetune_learning_rate = 3e-3
     c.evals.finetune_min_steps = 100
-    c.evals.finetune_max_steps = 200
+    c.evals.finetune_max_steps = 0
     if preset == "tiny":
       c.batch_size = 32
       c.total_steps = 6

@@ -155,16 +155,25 @@ def assert_same_evals_on_one_device(workdir, config: str, *overrides, scratch) -
   for key, value in expected.items():
     # Features and probes are per example and the fine-tuning batches are the same: equal to float rounding.
     # A perplexity is exp(mean NLL): compared as the NLL it is computed from.
-    scale = math.log if key.endswith("perplexity") else (lambda v: v)
+    scale = math.log if "perplexity" in key else (lambda v: v)
     assert abs(scale(got[key]) - scale(value)) <= 1e-6, (key, got[key], value)
   return got
 
 
-def assert_resumes_exactly(config: str, workdir, reference_summary: dict, *overrides, kill_at: int) -> dict:
+# Overrides that leave only the evals no config key turns off: for runs whose params, not evals, a test reads.
+IMAGE_EVALS_OFF = ("evals.label_fractions=()", "evals.baselines=()", "evals.finetune=False")
+
+
+def assert_resumes_exactly(config: str, workdir, reference, *overrides, kill_at: int, copy=()) -> dict:
   """Runs `config` in `workdir`, SIGKILLs it once checkpoint `kill_at` is written, runs it again to the end, and
-  asserts it resumed mid-run and ended with the params of the uninterrupted `reference_summary`."""
+  asserts it resumed mid-run and ended with the params of the uninterrupted run in workdir `reference` (whose
+  subdirectories `copy` it starts from: a trained tokenizer, say). `overrides` may differ from the reference's in
+  what training does not read (the evals)."""
+  import shutil
   import signal
 
+  for name in copy:
+    shutil.copytree(os.path.join(reference, name), os.path.join(workdir, name))
   proc = run_cli(config, workdir, *overrides, wait=False)
   wait_for_checkpoint(workdir, kill_at, proc)
   proc.send_signal(signal.SIGKILL)
@@ -172,7 +181,32 @@ def assert_resumes_exactly(config: str, workdir, reference_summary: dict, *overr
   rc, _, err = run_cli(config, workdir, *overrides)
   assert rc == 0, err[-3000:]
   summary = read_json(os.path.join(workdir, "summary.json"))
+  expected = read_json(os.path.join(reference, "summary.json"))
   assert kill_at <= summary["resumed_from"] < summary["steps"], "the kill came too late to test resumption"
-  assert summary["steps"] == reference_summary["steps"]
-  assert summary["params_sha256"] == reference_summary["params_sha256"]
+  assert summary["steps"] == expected["steps"]
+  assert summary["params_sha256"] == expected["params_sha256"]
   return summary
+
+
+def end_to_end(config: str, *overrides, kill_at: int, evals_off=IMAGE_EVALS_OFF, copy=()):
+  """A method's end-to-end checks on its tiny preset: a module-scoped fixture `tiny_run` (one finished run of
+  `config` with `overrides`: (workdir, stdout)) and the two tests every method passes on it, that its evals give
+  the same numbers on one device and that a run SIGKILLed after checkpoint `kill_at` resumes to the same params
+  (with `evals_off` added, and the reference's subdirectories `copy`). A test module binds all three:
+  `tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill = launcher.end_to_end(...)`."""
+  import pytest
+
+  @pytest.fixture(scope="module")
+  def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp(os.path.basename(config).split(".")[0])
+    rc, out, err = run_cli(config, workdir, *overrides)
+    assert rc == 0, err[-3000:]
+    return workdir, out
+
+  def test_evals_are_the_same_on_one_device(tiny_run, tmp_path):
+    assert_same_evals_on_one_device(tiny_run[0], config, *overrides, scratch=tmp_path)
+
+  def test_resumes_exactly_after_sigkill(tiny_run, tmp_path):
+    assert_resumes_exactly(config, tmp_path, tiny_run[0], *overrides, *evals_off, kill_at=kill_at, copy=copy)
+
+  return tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill

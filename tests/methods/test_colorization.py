@@ -181,7 +181,7 @@ def test_evals_data_replaces_the_training_data_in_the_suite(config_of):
 
 
 def test_grayscale_training_data_is_refused_in_one_line_naming_it(tmp_path):
-  rc, out, err = launcher.run_cli(
+  rc, out, err = launcher.run_main(
     "configs/colorization.py:tiny", tmp_path, "data.name=fashion_mnist", f"data.path={FMNIST}"
   )
   assert rc == 2
@@ -190,15 +190,22 @@ def test_grayscale_training_data_is_refused_in_one_line_naming_it(tmp_path):
   assert not {"eval.json", "summary.json", "checkpoints", "colorizations.png"} & set(os.listdir(tmp_path))
 
 
-def test_tiny_run_reports_probes_colour_errors_and_draws_colorizations(tmp_path):
-  # Fine-tuning through the suite is exercised by the rotation run and by the split-brain test above.
-  rc, out, err = launcher.run_cli("configs/colorization.py:tiny", tmp_path, "evals.finetune=False")
-  assert rc == 0, err[-2000:]
-  results = json.load(open(os.path.join(tmp_path, "eval.json")))
+TINY = "configs/colorization.py:tiny"
+# Fine-tuning through the suite is exercised by the rotation run and by the split-brain test above.
+RUN = ("evals.finetune=False",)
+
+tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill = launcher.end_to_end(
+  TINY, *RUN, kill_at=2
+)
+
+
+def test_tiny_run_reports_probes_colour_errors_and_draws_colorizations(tiny_run):
+  workdir = tiny_run[0]
+  results = json.load(open(os.path.join(workdir, "eval.json")))
   launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1", "linear_10pct/top1"))
   assert results["colorization/ab_rmse"] > 0 and results["colorization/gray_ab_rmse"] > 0
-  with open(os.path.join(tmp_path, "colorizations.png"), "rb") as f:
+  with open(os.path.join(workdir, "colorizations.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
-  metrics = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
+  assert not [name for name in os.listdir(workdir) if ".tmp" in name]
+  metrics = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert all("ab_mse" in m and "gray_ab_mse" in m for m in metrics)

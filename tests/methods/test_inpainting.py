@@ -134,16 +134,23 @@ def test_the_step_learns_to_beat_filling_the_hole_with_the_context_mean(train_st
   assert recon < 0.5 * history[0]["recon_mse"]
 
 
-def test_tiny_run_reports_probes_and_draws_inpaintings(tmp_path):
-  # Fine-tuning through the suite is exercised by the rotation run; here it would only add compile time.
-  rc, out, err = launcher.run_cli("configs/inpainting.py:tiny", tmp_path, "evals.finetune=False")
-  assert rc == 0, err[-2000:]
-  results = json.load(open(os.path.join(tmp_path, "eval.json")))
+TINY = "configs/inpainting.py:tiny"
+# Fine-tuning through the suite is exercised by the rotation run; here it would only add compile time.
+RUN = ("evals.finetune=False",)
+
+tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill = launcher.end_to_end(
+  TINY, *RUN, kill_at=2
+)
+
+
+def test_tiny_run_reports_probes_and_draws_inpaintings(tiny_run):
+  workdir = tiny_run[0]
+  results = json.load(open(os.path.join(workdir, "eval.json")))
   assert not [name for name in results if "finetune" in name]
   launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1"))
   assert np.isfinite(results["inpainting/recon_mse"]) and results["inpainting/context_mean_mse"] > 0
-  with open(os.path.join(tmp_path, "inpaintings.png"), "rb") as f:
+  with open(os.path.join(workdir, "inpaintings.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
-  metrics = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
+  assert not [name for name in os.listdir(workdir) if ".tmp" in name]
+  metrics = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert all("recon_mse" in m and "context_mean_mse" in m for m in metrics)

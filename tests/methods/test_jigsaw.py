@@ -1,5 +1,6 @@
 """Jigsaw: the maximal-Hamming permutation set, the puzzles, learning on real images, bad geometry."""
 
+import json
 import os
 
 import jax
@@ -52,6 +53,25 @@ def test_bad_geometry_is_one_line(tmp_path, config_of):
   config.jigsaw.image_size = 25
   with pytest.raises(ConfigError, match="jigsaw.image_size=25 is not divisible"):
     jigsaw.check_config(config)
-  rc, out, err = launcher.run_cli("configs/jigsaw.py:tiny", tmp_path / "w", "jigsaw.tile_size=9")
+  rc, out, err = launcher.run_main("configs/jigsaw.py:tiny", tmp_path / "w", "jigsaw.tile_size=9")
   assert rc == 2 and err.strip() == "error: jigsaw.tile_size=9 must be in [1, 8] (the cell of a 24-pixel puzzle)"
   assert not os.path.exists(tmp_path / "w")  # refused before anything is written
+
+
+# ----------------------------------------------------------------------------------------
+# End to end on the tiny preset.
+
+TINY = "configs/jigsaw.py:tiny"
+RUN = ("evals.finetune=False",)
+
+tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill = launcher.end_to_end(
+  TINY, *RUN, kill_at=2
+)
+
+
+def test_tiny_run_reports_probes_beside_random_init(tiny_run):
+  workdir, out = tiny_run
+  results = launcher.read_json(os.path.join(workdir, "eval.json"))
+  launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1", "linear_10pct/top1"))
+  metrics = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6] and all(0 <= m["jigsaw_accuracy"] <= 1 for m in metrics)

@@ -1,5 +1,7 @@
 """MAE as a method: learning on real images, the reconstruction picture, bad input."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import launcher
@@ -52,9 +54,9 @@ def test_reconstruction_picture_keeps_visible_patches_and_greys_hidden_ones(conf
   ],
 )
 def test_bad_geometry_is_one_line_and_writes_nothing(tmp_path, override, message):
-  rc, out, err = launcher.run_cli("configs/mae.py:tiny", tmp_path / "w", override)
-  assert rc != 0 and err.strip().splitlines()[-1] == f"error: {message}"
-  assert not (tmp_path / "w" / "checkpoints").exists() or not any((tmp_path / "w" / "checkpoints").iterdir())
+  rc, out, err = launcher.run_main("configs/mae.py:tiny", tmp_path / "w", override)
+  assert rc == 2 and err.strip() == f"error: {message}"
+  assert not (tmp_path / "w").exists()  # refused before anything is written
 
 
 def test_check_config_names_the_value(config_of):
@@ -62,3 +64,23 @@ def test_check_config_names_the_value(config_of):
   config.mae.mask_ratio = 0.0
   with pytest.raises(ConfigError, match=r"mae.mask_ratio=0.0 must be in \(0, 1\)"):
     mae.check_config(config)
+
+
+# ----------------------------------------------------------------------------------------
+# End to end on the tiny preset.
+
+TINY = "configs/mae.py:tiny"
+RUN = ()
+
+tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill = launcher.end_to_end(
+  TINY, *RUN, kill_at=2
+)
+
+
+def test_tiny_run_reports_probes_beside_random_init_and_fine_tunes_the_vit(tiny_run):
+  workdir, out = tiny_run
+  results = launcher.read_json(os.path.join(workdir, "eval.json"))
+  launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1", "linear_10pct/top1"))
+  for prefix in ("", "baseline/random_init/"):  # 3 fine-tuning steps of the ViT: reported, not yet a measurement
+    for name in ("finetune/top1", "finetune_10pct/top1"):
+      assert 0.0 <= results[prefix + name] <= 1.0, prefix + name

@@ -1,7 +1,11 @@
 """Relative patch position: the tile grid and its labels, learning on real images, bad geometry."""
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
+import launcher
 import numpy as np
 import pytest
 
@@ -41,3 +45,23 @@ def test_a_grid_that_does_not_divide_is_refused(config_of):
   config.relative_position.image_size = 32
   with pytest.raises(ConfigError, match="relative_position.image_size=32 is not divisible by the 3x3"):
     relpos.check_config(config)
+
+
+# ----------------------------------------------------------------------------------------
+# End to end on the tiny preset.
+
+TINY = "configs/relative_position.py:tiny"
+RUN = ("evals.finetune=False",)
+
+tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill = launcher.end_to_end(
+  TINY, *RUN, kill_at=2
+)
+
+
+def test_tiny_run_reports_probes_beside_random_init(tiny_run):
+  workdir, out = tiny_run
+  results = launcher.read_json(os.path.join(workdir, "eval.json"))
+  launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1", "linear_10pct/top1"))
+  metrics = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+  assert all(0 <= m["position_accuracy"] <= 1 for m in metrics)

@@ -1,6 +1,5 @@
 """Rotation prediction: the four rotations, learning on real images, and a full run through the eval suite."""
 
-import json
 import os
 
 import jax.numpy as jnp
@@ -25,10 +24,15 @@ def test_the_step_learns_to_tell_rotations_apart(train_steps):
   assert np.mean([h["loss"] for h in history[-5:]]) < 0.8 * history[0]["loss"]
 
 
-def test_tiny_run_reports_probes_and_finetuning_beside_random_init(tmp_path):
-  rc, out, err = launcher.run_cli("configs/rotation.py:tiny", tmp_path)
-  assert rc == 0, err[-2000:]
-  results = json.load(open(os.path.join(tmp_path, "eval.json")))
+TINY = "configs/rotation.py:tiny"
+
+tiny_run, test_evals_are_the_same_on_one_device, test_resumes_exactly_after_sigkill = launcher.end_to_end(
+  TINY, kill_at=2
+)
+
+
+def test_tiny_run_reports_probes_and_finetuning_beside_random_init(tiny_run):
+  results = launcher.read_json(os.path.join(tiny_run[0], "eval.json"))
   launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1", "linear_10pct/top1"))
   for prefix in ("", "baseline/random_init/"):  # 3 fine-tuning steps: reported, not yet a measurement
     for name in ("finetune/top1", "finetune_10pct/top1"):
