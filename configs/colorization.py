@@ -7,6 +7,8 @@ Presets (`--config configs/colorization.py:PRESET`; shared defaults in configs/v
            python launch/run.py --config configs/colorization.py:cpu --workdir workdirs/colorization_cpu
            python launch/run.py --config configs/colorization.py:cpu --workdir workdirs/split_brain_cpu \\
                --config.colorization.mode=split_brain
+           Current figures: README.md's Methods table. Those below predate the CPU flags and fine-tuning's
+           epoch budget; they stay for the comparisons they make.
            400 steps with two 64-wide colour layers above the encoder (`colorization.head_widths`): 8.4 min on 2
            idle cores (3 of pre-training at 0.39 s a step, 5.4 of evals). Against the random-init encoder on
            Fashion-MNIST: linear probe 0.851 / 0.841 (10% 0.830 / 0.813, 1% 0.757 / 0.752), kNN 0.788 / 0.785,

@@ -4,6 +4,8 @@ Presets (`--config configs/inpainting.py:PRESET`; shared defaults in configs/vis
   cpu      SmallCNN encoder + a small upsampling decoder on Fashion-MNIST (offline IDX files, `make data`), random
            region holes covering a quarter of each image.
            python launch/run.py --config configs/inpainting.py:cpu --workdir workdirs/inpainting_cpu
+           Current figures: README.md's Methods table. Those below predate the CPU flags and fine-tuning's
+           epoch budget; they stay for the comparisons they make.
            700 steps (1.5 epochs), 13.7 min on 2 idle cores (6 of pre-training at 0.51 s a step, the rest evals).
            Measured against the random-init encoder: linear probe 0.846 / 0.841 (10% 0.820 / 0.810, 1% 0.751 /
            0.739), kNN 0.773 / 0.782, fine-tuned 0.701 / 0.720 (10% 0.621 / 0.635, 1% 0.580 / 0.595); hole MSE

@@ -5,6 +5,8 @@ uses too, in configs/vision_base.py):
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): crops resized to 27x27, nine 7x7 tiles
            from 9x9 cells (up to 2 pixels of gap and jitter), 100 permutations, 3 epochs.
            python launch/run.py --config configs/jigsaw.py:cpu --workdir workdirs/jigsaw_cpu
+           Current figures: README.md's Methods table. Those below predate the CPU flags and fine-tuning's
+           epoch budget; they stay for the comparisons they make.
            The tiles are cut at the pixel scale the evals read (28x28 images). Cut from images upscaled to
            48x48 (12x12 tiles), the puzzle was learned as well but the features lost to the random-init encoder
            (linear probe 0.832 / 0.841, kNN 0.700 / 0.782): filters learned on 2x-magnified pixels do not fit

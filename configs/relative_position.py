@@ -5,6 +5,8 @@ too, in configs/vision_base.py):
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`): crops resized to 27x27, nine 7x7 tiles
            from 9x9 cells (up to 2 pixels of gap and jitter); all 8 pairs of each image; 3 epochs.
            python launch/run.py --config configs/relative_position.py:cpu --workdir workdirs/relpos_cpu
+           Current figures: README.md's Methods table. Those below predate the CPU flags and fine-tuning's
+           epoch budget; they stay for the comparisons they make.
            10.4 min on 2 idle cores (3 of pre-training). Measured against the random-init encoder: linear probe
            0.868 / 0.841 (10% 0.841 / 0.810, 1% 0.774 / 0.739), kNN 0.809 / 0.782, fine-tuned 0.768 / 0.720
            (10% 0.710 / 0.635, 1% 0.674 / 0.595). The tiles are cut at the pixel scale the evals read: cut from

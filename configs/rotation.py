@@ -3,6 +3,8 @@
 Presets (`--config configs/rotation.py:PRESET`; shared defaults in configs/vision_base.py):
   cpu      SmallCNN on Fashion-MNIST (offline IDX files, `make data`).
            python launch/run.py --config configs/rotation.py:cpu --workdir workdirs/rotation_cpu
+           Current figures: README.md's Methods table. Those below predate the CPU flags and fine-tuning's
+           epoch budget; they stay for the comparisons they make.
            320 steps (0.68 epoch, each image at all 4 rotations), 13.0 min on 2 idle cores (5.7 of pre-training).
            Measured against the random-init encoder: linear probe 0.858 / 0.841 (10% 0.828 / 0.810, 1% 0.750 /
            0.739), kNN 0.759 / 0.782, fine-tuned 0.753 / 0.720 (10% 0.688 / 0.635, 1% 0.660 / 0.595). A full
