@@ -41,7 +41,7 @@ def reference_run(tmp_path_factory):
 
 def test_full_run_writes_results_and_evaluates_the_same_on_one_device(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("full")
-  rc, out, err = run_cli(tmp_path)
+  rc, out, err = launcher.run_cli(TINY, tmp_path, env=launcher.devices_env(launcher.EVAL_DEVICES))
   assert rc == 0, err[-3000:]
   results = read_json(tmp_path / "eval.json")
   for prefix in ("", "baseline/raw_pixels/", "baseline/random_init/"):

@@ -280,7 +280,7 @@ def run_cli(workdir, *overrides, wait=True):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("w2v")
-  rc, out, err = run_cli(workdir)
+  rc, out, err = launcher.run_cli(TINY, workdir, env=launcher.devices_env(launcher.EVAL_DEVICES))
   assert rc == 0, err[-3000:]
   return workdir, out
 
