@@ -182,11 +182,13 @@ def assert_resumes_exactly(config: str, workdir, reference, *overrides, kill_at:
 
   for name in copy:
     shutil.copytree(os.path.join(reference, name), os.path.join(workdir, name))
-  proc = run_cli(config, workdir, *overrides, wait=False)
+  # The reference's device count: params are bit-equal for equal counts, float-close across counts.
+  env = devices_env(read_json(os.path.join(reference, "summary.json"))["num_devices"])
+  proc = run_cli(config, workdir, *overrides, wait=False, env=env)
   wait_for_checkpoint(workdir, kill_at, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  rc, _, err = run_cli(config, workdir, *overrides)
+  rc, _, err = run_cli(config, workdir, *overrides, env=env)
   assert rc == 0, err[-3000:]
   summary = read_json(os.path.join(workdir, "summary.json"))
   expected = read_json(os.path.join(reference, "summary.json"))
