@@ -19,6 +19,7 @@ Overrides: --config.bert.size=small --config.data.max_len=256 --config.total_ste
 Then: python -m ssljax.demo fill --workdir workdirs/bert_cpu "I love to eat peanut [MASK] and jam."
 """
 
+import common
 import ml_collections
 import text_base
 
@@ -34,7 +35,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     batch_size=64,  # sentence pairs
     checkpoint_every=500,
     log_every=50,
-    optim=text_base.adamw(learning_rate=1e-3, warmup_epochs=0.05, weight_decay=0.01, b2=0.98),
+    optim=common.adamw(learning_rate=1e-3, warmup_epochs=0.05, weight_decay=0.01, b2=0.98),
   )
   c.data.max_len = 128  # tokens per pair, [CLS] A [SEP] B [SEP]
 

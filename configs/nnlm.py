@@ -17,6 +17,7 @@ Overrides: --config.data.path=DIR --config.nnlm.arch=window --config.evals.ngram
 
 import os
 
+import common
 import ml_collections
 import text_base
 
@@ -41,7 +42,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     batch_size=64,  # chunks of data.seq_len tokens
     checkpoint_every=1000,
     log_every=100,
-    optim=text_base.adamw(learning_rate=2e-3, warmup_epochs=0.02, weight_decay=0.0, b2=0.99),
+    optim=common.adamw(learning_rate=2e-3, warmup_epochs=0.02, weight_decay=0.0, b2=0.99),
   )
   c.data.seq_len = 64  # tokens per training chunk; also the evaluation's chunk
 

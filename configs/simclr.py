@@ -29,6 +29,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.model.proj_hidden_dim = 2048
   c.model.proj_out_dim = 128
   c.model.proj_layers = 2
+  c.model.proj_bn = True  # BatchNorm after each Dense of the head, the last one without scale or bias (SimCLR v2)
 
   c.simclr = ml_collections.ConfigDict()
   c.simclr.temperature = 0.5

@@ -10,6 +10,7 @@ Presets:
   imagenet tfds imagenet2012 at 224, ResNet-50, bfloat16, a pod slice.
 """
 
+import common
 import ml_collections
 
 PRESETS = ("cpu", "tiny", "cifar10", "imagenet")
@@ -18,16 +19,7 @@ PRESETS = ("cpu", "tiny", "cifar10", "imagenet")
 def base(method: str, preset: str) -> ml_collections.ConfigDict:
   if preset not in PRESETS:
     raise ValueError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
-  c = ml_collections.ConfigDict()
-  c.method = method
-  c.seed = 0
-  c.init_from = ""  # a workdir whose newest checkpoint's encoder this run starts from
-  c.batch_size = 256
-  c.total_steps = 0  # > 0 wins over epochs
-  c.epochs = 100
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 2
-  c.log_every = 50
+  c = common.run(method, batch_size=256, epochs=100, checkpoint_every=1000, log_every=50)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "cifar10"  # a tfds name, or the dataset the IDX files in data.path hold

@@ -84,12 +84,12 @@ def test_wordpiece_is_cased_has_special_ids_and_survives_save_and_load(small, tm
 
 def test_saved_tokenizer_is_reused_and_a_size_mismatch_refused(small, tmp_path):
   train, _, _ = small
-  first = lm.load_or_train_tokenizer(str(tmp_path), train, vocab_size=400)
+  first = wordpiece.load_or_train(str(tmp_path), train.all_paragraphs(), vocab_size=400)
   (tmp_path / "marker").write_text("")
-  again = lm.load_or_train_tokenizer(str(tmp_path), lm.Documents(("x",), (("other text",),)), vocab_size=400)
+  again = wordpiece.load_or_train(str(tmp_path), ["other text"], vocab_size=400)
   assert again.fingerprint == first.fingerprint  # loaded, not retrained on the other text
   with pytest.raises(DataError, match="vocab_size=300"):
-    lm.load_or_train_tokenizer(str(tmp_path), train, vocab_size=300)
+    wordpiece.load_or_train(str(tmp_path), train.all_paragraphs(), vocab_size=300)
 
 
 def test_tf_data_tokenization_matches_the_tokenizer_and_keeps_paragraph_order(small):

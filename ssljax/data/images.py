@@ -21,7 +21,8 @@ import zlib
 
 import numpy as np
 
-from ssljax.data import DataError
+from ssljax.data import DataError, arrays
+from ssljax.data.arrays import steps_per_epoch
 
 # IDX names used by (Fashion-)MNIST and the Debian package `dataset-fashion-mnist`.
 _IDX_FILES = {
@@ -611,53 +612,12 @@ def load_train_data(data_config) -> ImageSplit | TfdsTrainData:
 # ----------------------------------------------------------------------------------------------------- in memory
 
 
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-  if num_examples < batch_size:
-    raise DataError(f"batch_size={batch_size} is larger than the {num_examples} training examples")
-  return num_examples // batch_size
-
-
-def train_stream(
-  split: ImageSplit, *, batch_size: int, seed: int, start_step: int, process_index: int = 0, process_count: int = 1
-):
-  """Yields this process's rows of global batches `start_step, start_step + 1, ...` forever.
-
-  Each epoch is a permutation seeded by (seed, epoch); the global batch `s` is rows
-  [b*s, b*(s+1)) of its epoch's permutation and process `p` takes its contiguous slice of those rows,
-  so the global batch does not depend on the number of processes. Partial batches are dropped.
-  """
-  import tensorflow as tf  # lazy: tensorflow is heavy
-
-  if batch_size % process_count:
-    raise DataError(f"batch_size={batch_size} is not divisible by the {process_count} processes")
-  n, local = len(split.labels), batch_size // process_count
-  spe = steps_per_epoch(n, batch_size)
-  first_epoch, skip = divmod(start_step, spe)
-  images = tf.constant(split.images)
-  labels = tf.constant(split.labels)
-
-  def epoch_batches(epoch):
-    perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
-    rows = tf.reshape(perm[: spe * batch_size], [spe, batch_size])
-    return tf.data.Dataset.from_tensor_slices(rows[:, process_index * local : (process_index + 1) * local])
-
-  def gather(idx):
-    return {"image": tf.gather(images, idx), "label": tf.gather(labels, idx)}
-
-  ds = tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches).skip(skip)
-  ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  options = tf.data.Options()
-  options.deterministic = True
-  ds = ds.with_options(options).prefetch(2)
-  return ds.as_numpy_iterator()
+def train_stream(split: ImageSplit, **kwargs):
+  """This process's rows of the global batches of `split` ({'image', 'label'}), from `start_step` on: see
+  `ssljax.data.arrays.stream`."""
+  return arrays.stream({"image": split.images, "label": split.labels}, **kwargs)
 
 
 def eval_batches(split: ImageSplit, batch_size: int):
-  """Fixed-order batches over a whole split; the last one is padded and comes with its true size."""
-  n = len(split.labels)
-  for start in range(0, n, batch_size):
-    images = split.images[start : start + batch_size]
-    valid = len(images)
-    if valid < batch_size:
-      images = np.concatenate([images, np.zeros((batch_size - valid, *images.shape[1:]), images.dtype)])
-    yield {"image": images}, valid
+  """Fixed-order batches ({'image'}) over a whole split; the last one is padded and comes with its true size."""
+  return arrays.eval_batches({"image": split.images}, batch_size)

@@ -19,7 +19,6 @@ import re
 
 import numpy as np
 
-from ssljax import sharding, storage
 from ssljax.data import DataError, wordpiece
 from ssljax.data import text as text_data
 
@@ -141,29 +140,6 @@ def tokenize(docs: Documents, tokenizer: wordpiece.WordPiece, *, batch_paragraph
   lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
   offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
   return TokenizedDocs(np.concatenate(ids) if ids else np.zeros(0, np.int32), offsets, source, docs.sources)
-
-
-def load_or_train_tokenizer(
-  directory: str, train_docs: Documents, *, vocab_size: int, save: bool = True, lowercase: bool = False
-) -> wordpiece.WordPiece:
-  """The tokenizer saved in `directory` (a resumed run), else one trained on `train_docs` and saved there.
-
-  The saved one is what makes a run reproducible: WordPiece training may break ties between equally frequent
-  merges differently from one process to the next (huggingface/tokenizers#1794), so a resumed run, another
-  host, or the demo must read the file rather than train again.
-  """
-  if (storage.path(directory) / "tokenizer.json").is_file():
-    tok = wordpiece.load(directory)
-    if tok.vocab_size != vocab_size:
-      raise DataError(
-        f"the tokenizer in {directory} has {tok.vocab_size} tokens but data.vocab_size="
-        f"{vocab_size}: use the same vocab_size or a new workdir"
-      )
-    return tok
-  tok = wordpiece.train(train_docs.all_paragraphs(), vocab_size=vocab_size, lowercase=lowercase)
-  if save:
-    tok.save(directory)
-  return tok
 
 
 def stream_with_boundaries(docs: TokenizedDocs, *, cls_id: int, sep_id: int) -> np.ndarray:
@@ -384,24 +360,13 @@ def load_corpus(data_config, workdir: str | None, *, save_tokenizer: bool = True
   it there (on the training split only), and tokenizes both splits."""
   docs = read_documents(data_config.path, max_paragraphs=data_config.max_paragraphs)
   train_docs, valid_docs = split(docs, data_config.valid_every)
-  directory = os.fspath(storage.path(workdir) / "tokenizer") if workdir else ""
-  if directory:
-    # One process trains and saves; the others wait for it in `agree` (which also hands them its error, so none
-    # waits forever for a file that will not come), then read the file.
-    train_here = lambda: (
-      load_or_train_tokenizer(directory, train_docs, vocab_size=data_config.vocab_size, lowercase=data_config.lowercase)
-      if save_tokenizer
-      else None
-    )
-    tok = sharding.agree(train_here, "training the tokenizer")
-    if tok is None:
-      tok = load_or_train_tokenizer(
-        directory, train_docs, vocab_size=data_config.vocab_size, save=False, lowercase=data_config.lowercase
-      )
-  else:
-    tok = wordpiece.train(
-      train_docs.all_paragraphs(), vocab_size=data_config.vocab_size, lowercase=data_config.lowercase
-    )
+  tok = wordpiece.for_run(
+    workdir,
+    train_docs.all_paragraphs(),
+    vocab_size=data_config.vocab_size,
+    lowercase=data_config.lowercase,
+    save=save_tokenizer,
+  )
   out = TokenizedCorpus(tok, tokenize(train_docs, tok), tokenize(valid_docs, tok), docs.undecodable_bytes)
   print(
     f"text: {len(docs.sources)} sources, {out.train.num_paragraphs} + {out.valid.num_paragraphs} paragraphs, "

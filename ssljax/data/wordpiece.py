@@ -8,6 +8,7 @@ BERT-style `vocab.txt` (one token per line, the id is the line number), which ot
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -112,3 +113,44 @@ def train(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2, lowe
   )
   tok.train_from_iterator(texts, trainer=trainer)
   return WordPiece(tok)
+
+
+def load_or_train(
+  directory: str, texts: Sequence[str], *, vocab_size: int, save: bool = True, lowercase: bool = False
+) -> WordPiece:
+  """The tokenizer saved in `directory` (a resumed run), else one trained on `texts` and saved there.
+
+  The saved one is what makes a run reproducible: WordPiece training may break ties between equally frequent
+  merges differently from one process to the next (huggingface/tokenizers#1794), so a resumed run, another
+  host, or the demo must read the file rather than train again.
+  """
+  if (storage.path(directory) / "tokenizer.json").is_file():
+    tok = load(directory)
+    if tok.vocab_size != vocab_size:
+      raise DataError(
+        f"the tokenizer in {directory} has {tok.vocab_size} tokens but data.vocab_size="
+        f"{vocab_size}: use the same vocab_size or a new workdir"
+      )
+    return tok
+  tok = train(texts, vocab_size=vocab_size, lowercase=lowercase)
+  if save:
+    tok.save(directory)
+  return tok
+
+
+def for_run(
+  workdir: str | None, texts: Sequence[str], *, vocab_size: int, lowercase: bool = False, save: bool = True
+) -> WordPiece:
+  """A run's tokenizer: `workdir/tokenizer` if it is there, else trained on `texts` and saved there by the process
+  that `save`s (process 0); the others wait for it (`sharding.agree`, which also hands them its error, so none
+  waits forever for a file that will not come), then read the file. Without a workdir, trained and kept in memory."""
+  from ssljax import sharding
+
+  if not workdir:
+    return train(texts, vocab_size=vocab_size, lowercase=lowercase)
+  directory = os.fspath(storage.path(workdir) / "tokenizer")
+  trained_here = lambda: load_or_train(directory, texts, vocab_size=vocab_size, lowercase=lowercase) if save else None
+  tok = sharding.agree(trained_here, "training the tokenizer")
+  if tok is None:
+    tok = load_or_train(directory, texts, vocab_size=vocab_size, save=False, lowercase=lowercase)
+  return tok

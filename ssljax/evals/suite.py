@@ -22,21 +22,28 @@ import numpy as np
 
 from ssljax import sharding
 from ssljax.config import ConfigError
+from ssljax.data import arrays
 from ssljax.data import images as image_data
 from ssljax.evals import finetune, knn, linear, plots
 
 
-def embed_split(method, params, method_state, split, config, mesh) -> np.ndarray:
-  """Features of every image of `split`, computed on the mesh in fixed-size batches; every process holds the
-  whole split and gets all the features (the probes run on the host, the same numbers on every process)."""
+def embed_arrays(method, params, method_state, inputs: dict, config, mesh) -> np.ndarray:
+  """`method.embed` of every row of `inputs` (named arrays, the batch `embed` reads), computed on the mesh in
+  batches of `evals.batch_size`; every process holds all the inputs and gets all the features (the probes run on
+  the host, the same numbers on every process)."""
   batch_size = config.evals.batch_size
   sharding.check_batch_size(batch_size, mesh, "evals.batch_size")
   repl, rows = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   fn = jax.jit(lambda p, s, b: method.embed(p, s, b, config), in_shardings=(repl, repl, rows), out_shardings=repl)
   out = []
-  for batch, valid in image_data.eval_batches(split, batch_size):
+  for batch, valid in arrays.eval_batches(inputs, batch_size):
     out.append(sharding.to_host(fn(params, method_state, sharding.host_to_global(batch, mesh)))[:valid])
   return np.concatenate(out)
+
+
+def embed_split(method, params, method_state, split, config, mesh) -> np.ndarray:
+  """Features of every image of `split` (`embed_arrays` of {'image'})."""
+  return embed_arrays(method, params, method_state, {"image": split.images}, config, mesh)
 
 
 def probe_scores(train_x, train_y, test_x, test_y, *, num_classes: int, config, chosen: dict | None = None) -> dict:

@@ -7,62 +7,22 @@ batch, as SimCLR's global BN does.
 
 from __future__ import annotations
 
-import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from ssljax import augment, losses
-from ssljax.methods.vision import build_encoder, eval_view, image_method, init_model, normalize
-from ssljax.models.heads import ProjectionHead
-
-
-class SimCLRModel(nn.Module):
-  encoder: nn.Module
-  head: nn.Module
-
-  def __call__(self, x, *, train: bool):
-    features, aux = self.encoder(x, train=train)
-    z, _ = self.head(features, train=train)
-    return z, aux
-
-
-def build_model(config) -> SimCLRModel:
-  head = ProjectionHead(
-    hidden_dim=config.model.proj_hidden_dim,
-    out_dim=config.model.proj_out_dim,
-    num_layers=config.model.proj_layers,
-    dtype=jnp.dtype(config.model.dtype),
-  )
-  return SimCLRModel(encoder=build_encoder(config), head=head)
-
-
-def train_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.Array]:
-  a = config.augment
-  kwargs = dict(
-    size=(config.data.image_size, config.data.image_size),
-    crop_scale=tuple(a.crop_scale),
-    flip=a.flip,
-    jitter_strength=a.jitter_strength,
-    jitter_p=a.jitter_p,
-    grayscale_p=a.grayscale_p,
-    blur_p=a.blur_p,
-    solarize_p=a.solarize_p,
-  )
-  k1, k2 = jax.random.split(rng)
-  v1 = augment.augment_batch(images, k1, augment.simclr_augment, **kwargs)
-  v2 = augment.augment_batch(images, k2, augment.simclr_augment, **kwargs)
-  return normalize(v1), normalize(v2)
+from ssljax import losses
+from ssljax.methods.vision import eval_view, image_method, init_model, projection_model
+from ssljax.methods.vision import two_views as train_views
 
 
 def init(config, rng, example_batch, *, data=None):
   del data  # the example batch's shapes are all SimCLR needs
-  return init_model(build_model(config), rng, eval_view(example_batch["image"], config))
+  return init_model(projection_model(config), rng, eval_view(example_batch["image"], config))
 
 
 def loss_fn(params, state, batch, rng, config, step):
   del step
   v1, v2 = train_views(batch["image"], rng, config)
-  (z, _), updates = build_model(config).apply(
+  (z, _), updates = projection_model(config).apply(
     {"params": params, **state}, jnp.concatenate([v1, v2]), train=True, mutable=["batch_stats"]
   )
   z1, z2 = jnp.split(z.astype(jnp.float32), 2)

@@ -18,7 +18,7 @@ from ssljax import augment, storage
 from ssljax.config import ConfigError
 from ssljax.data import images as image_data
 from ssljax.methods.base import ImageHooks, Method
-from ssljax.models import ENCODERS, get_encoder
+from ssljax.models import ENCODERS, EncoderWithHead, ProjectionHead, get_encoder
 
 
 def check_image_config(config, *, model_encoder: bool = True) -> None:
@@ -39,6 +39,20 @@ def build_encoder(config):
   m = config.model
   kwargs = m.encoder_kwargs.to_dict() if hasattr(m.encoder_kwargs, "to_dict") else dict(m.encoder_kwargs)
   return get_encoder(m.encoder, dtype=jnp.dtype(m.dtype), **kwargs)
+
+
+def projection_model(config) -> EncoderWithHead:
+  """The encoder with the projection MLP of `model.proj_hidden_dim`, `proj_out_dim`, `proj_layers` and `proj_bn`
+  (SimCLR, MoCo)."""
+  m = config.model
+  head = ProjectionHead(
+    hidden_dim=m.proj_hidden_dim,
+    out_dim=m.proj_out_dim,
+    num_layers=m.proj_layers,
+    use_bn=m.proj_bn,
+    dtype=jnp.dtype(m.dtype),
+  )
+  return EncoderWithHead(encoder=build_encoder(config), head=head)
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -69,14 +83,15 @@ def eval_view(images: jax.Array, config) -> jax.Array:
   return normalize(eval_pixels(images, config))
 
 
-def crop_flip(images: jax.Array, rng: jax.Array, config, scale) -> jax.Array:
-  """A random resized crop (area fraction in `scale`) at the training size and a random flip, in [0, 1]."""
+def crop_flip(images: jax.Array, rng: jax.Array, config, scale, *, flip: bool = True) -> jax.Array:
+  """A random resized crop (area fraction in `scale`) at the training size and, with `flip`, a random flip, in
+  [0, 1]."""
   size = (config.data.image_size, config.data.image_size)
 
   def one(image, key):
     k_crop, k_flip = jax.random.split(key)
     image = augment.random_resized_crop(image, k_crop, size=size, scale=tuple(scale))
-    return augment.horizontal_flip(image, k_flip)
+    return augment.horizontal_flip(image, k_flip) if flip else image
 
   return augment.augment_batch(images, rng, one)
 
@@ -84,6 +99,26 @@ def crop_flip(images: jax.Array, rng: jax.Array, config, scale) -> jax.Array:
 def train_view(images: jax.Array, rng: jax.Array, config) -> jax.Array:
   """The light crop (`augment.crop_scale`) and flip most pretext tasks train on, normalized."""
   return normalize(crop_flip(images, rng, config, config.augment.crop_scale))
+
+
+def two_views(images: jax.Array, rng: jax.Array, config) -> tuple[jax.Array, jax.Array]:
+  """Two independent strong views of each image, normalized: SimCLR's augmentation, which is MoCo v2's too (random
+  resized crop, flip, colour jitter, grayscale, blur, solarize, with the probabilities of `config.augment`)."""
+  a = config.augment
+  kwargs = dict(
+    size=(config.data.image_size, config.data.image_size),
+    crop_scale=tuple(a.crop_scale),
+    flip=a.flip,
+    jitter_strength=a.jitter_strength,
+    jitter_p=a.jitter_p,
+    grayscale_p=a.grayscale_p,
+    blur_p=a.blur_p,
+    solarize_p=a.solarize_p,
+  )
+  k1, k2 = jax.random.split(rng)
+  v1 = augment.augment_batch(images, k1, augment.simclr_augment, **kwargs)
+  v2 = augment.augment_batch(images, k2, augment.simclr_augment, **kwargs)
+  return normalize(v1), normalize(v2)
 
 
 # Every image method's fine-tuning crop (colorization's Lab view too), so fine-tuned figures compare.

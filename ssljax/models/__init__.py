@@ -6,14 +6,16 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from ssljax.models.cnn import PatchConv, SmallCNN, grid_average_pool
-from ssljax.models.heads import LinearClassifier, ProjectionHead
+from ssljax.models.heads import EncoderWithHead, LinearClassifier, ProjectionHead
 from ssljax.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
+from ssljax.models.vit import vit
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
   "resnet18": ResNet18,
   "resnet34": ResNet34,
   "resnet50": ResNet50,
   "small_cnn": SmallCNN,
+  "vit": vit,  # vit(size='B', patch_size=32, ...): CLIP's image tower
 }
 
 
@@ -26,6 +28,7 @@ def get_encoder(name: str, **kwargs) -> nn.Module:
 
 __all__ = [
   "ENCODERS",
+  "EncoderWithHead",
   "LinearClassifier",
   "PatchConv",
   "ProjectionHead",

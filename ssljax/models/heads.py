@@ -45,6 +45,19 @@ class ProjectionHead(nn.Module):
     return z, {"hidden": h}
 
 
+class EncoderWithHead(nn.Module):
+  """An encoder and a head on its pooled features (SimCLR's and MoCo's network). Returns (head output, the
+  encoder's aux), so probes still read the encoder's named features."""
+
+  encoder: nn.Module
+  head: nn.Module
+
+  def __call__(self, x, *, train: bool):
+    features, aux = self.encoder(x, train=train)
+    z, _ = self.head(features, train=train)
+    return z, aux
+
+
 class LinearClassifier(nn.Module):
   """One Dense layer, for linear probes and fine-tuning heads. Returns (logits, {})."""
 

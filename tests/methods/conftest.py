@@ -20,9 +20,10 @@ def load_config(spec: str):
   return config
 
 
-def _train(config_spec: str, steps: int, *, examples: int = 1024, **overrides):
+def _train(config_spec: str, steps: int, *, examples: int = 1024, data=None, **overrides):
   """Runs `steps` steps of the method's jitted train step (its loss, AdamW, the engine's step function) on the
-  first `examples` Fashion-MNIST training images; returns the per-step metrics as floats and the final params."""
+  first `examples` Fashion-MNIST training images, or on `data(config)` (the method's own training data); returns
+  the per-step metrics as floats and the final params."""
   config = load_config(config_spec)
   for key, value in overrides.items():
     node = config
@@ -31,7 +32,7 @@ def _train(config_spec: str, steps: int, *, examples: int = 1024, **overrides):
       node = node[p]
     node[leaf] = value
   method = methods.get_method(config.method)
-  split = images.load_split(config.data, "train", examples)
+  split = data(config) if data is not None else images.load_split(config.data, "train", examples)
   stream = split.stream(batch_size=config.batch_size, seed=0, start_step=0)
   params, method_state = method.init(config, jax.random.PRNGKey(0), split.example_batch(config.batch_size), data=split)
   tx, schedule = optim.make_optimizer(
