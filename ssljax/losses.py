@@ -1,4 +1,5 @@
-"""Contrastive losses and metrics: InfoNCE, NT-Xent and contrastive accuracy; word2vec's SGNS and CBOW;
+"""Contrastive losses and metrics: InfoNCE (in-batch, against MoCo's queue, CLIP's symmetric form, CPC's steps
+ahead), NT-Xent and contrastive accuracy; word2vec's SGNS and CBOW;
 BERT's masked-LM and MAE's masked-patch reconstruction; Context Encoders' hole L2 and the GAN terms of its
 adversarial variant; cross-entropy against soft targets (colorization's soft-encoded colours).
 
@@ -16,6 +17,9 @@ from jax import lax
 
 __all__ = [
   "info_nce",
+  "info_nce_logits",
+  "clip_loss",
+  "cpc",
   "nt_xent",
   "contrastive_accuracy",
   "sgns",
@@ -99,6 +103,54 @@ def _two_view_logits(
   return logits, positive_index
 
 
+def info_nce_logits(
+  queries: jax.Array,
+  keys: jax.Array,
+  *,
+  temperature: Temperature,
+  negatives: jax.Array | None = None,
+  normalize: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+  """The logits InfoNCE classifies and each row's positive column: what `info_nce` takes the cross-entropy of.
+
+  In-batch (``negatives=None``): ``logits[i, j] = q_i . k_j / tau``, the positive of row ``i`` is column ``i``.
+  With a bank (MoCo's Algorithm 1): ``logits[i] = [q_i . k_i, q_i . negatives] / tau``, the positive is column 0.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> logits, labels = info_nce_logits(jnp.eye(2), jnp.eye(2), temperature=0.5, negatives=-jnp.eye(2))
+    >>> logits.tolist(), labels.tolist()
+    ([[2.0, -2.0, 0.0], [2.0, 0.0, -2.0]], [0, 0])
+
+  Args:
+    queries, keys, temperature, negatives, normalize: as for `info_nce`.
+
+  Returns:
+    (logits (N, N) or (N, 1 + M) in at least float32, positive column per row (N,) int32).
+  """
+  _check_embeddings("queries", queries)
+  _check_embeddings("keys", keys)
+  _check_same_shape("queries", queries, "keys", keys)
+  _check_temperature(temperature)
+  q, k = _upcast(queries), _upcast(keys)
+  if normalize:
+    q, k = _l2_normalize(q), _l2_normalize(k)
+  n = q.shape[0]
+  if negatives is None:
+    return _similarity(q, k) / temperature, jnp.arange(n, dtype=jnp.int32)
+  _check_embeddings("negatives", negatives)
+  if negatives.shape[1] != queries.shape[1]:
+    raise ValueError(
+      f"`negatives` must have feature dim {queries.shape[1]} like `queries`, got shape {negatives.shape}."
+    )
+  neg = _upcast(negatives)
+  if normalize:
+    neg = _l2_normalize(neg)
+  positive = jnp.sum(q * k, axis=1, keepdims=True)
+  logits = jnp.concatenate([positive, _similarity(q, neg)], axis=1)
+  return logits / temperature, jnp.zeros(n, dtype=jnp.int32)
+
+
 def info_nce(
   queries: jax.Array,
   keys: jax.Array,
@@ -127,7 +179,8 @@ def info_nce(
   Args:
     queries: (N, D) query embeddings; any float dtype, computed in at least float32.
     keys: (N, D) keys; ``keys[i]`` is the positive of ``queries[i]``.
-    temperature: softmax temperature tau > 0; logits are similarities / tau.
+    temperature: softmax temperature tau > 0 (a float, checked; or a traced array, CLIP's learnable one);
+      logits are similarities / tau.
     negatives: optional (M, D) negative bank shared by all queries.
     normalize: L2-normalise queries, keys and negatives first (cosine similarity).
 
@@ -140,30 +193,41 @@ def info_nce(
     K. He et al., `Momentum Contrast for Unsupervised Visual Representation
     Learning <https://arxiv.org/abs/1911.05722>`_, 2020.
   """
-  _check_embeddings("queries", queries)
-  _check_embeddings("keys", keys)
-  _check_same_shape("queries", queries, "keys", keys)
-  _check_temperature(temperature)
-  q, k = _upcast(queries), _upcast(keys)
-  if normalize:
-    q, k = _l2_normalize(q), _l2_normalize(k)
-  n = q.shape[0]
-  if negatives is None:
-    logits = _similarity(q, k)
-    positive_index = jnp.arange(n)
-  else:
-    _check_embeddings("negatives", negatives)
-    if negatives.shape[1] != queries.shape[1]:
-      raise ValueError(
-        f"`negatives` must have feature dim {queries.shape[1]} like `queries`, got shape {negatives.shape}."
-      )
-    neg = _upcast(negatives)
-    if normalize:
-      neg = _l2_normalize(neg)
-    positive = jnp.sum(q * k, axis=1, keepdims=True)
-    logits = jnp.concatenate([positive, _similarity(q, neg)], axis=1)
-    positive_index = jnp.zeros(n, dtype=jnp.int32)
-  return _cross_entropy(logits / temperature, positive_index)
+  logits, positive_index = info_nce_logits(
+    queries, keys, temperature=temperature, negatives=negatives, normalize=normalize
+  )
+  return _cross_entropy(logits, positive_index)
+
+
+def clip_loss(image_embeddings: jax.Array, text_embeddings: jax.Array, *, logit_scale: jax.Array) -> jax.Array:
+  """CLIP's symmetric InfoNCE: each image classifies its caption among the batch's captions and each caption its
+  image among the batch's images, the two cross-entropies averaged.
+
+  ``logit_scale`` is the learnable log inverse temperature (logits are ``exp(logit_scale) * cos``); the caller
+  clips it (the paper at log 100) and learns it through this function's gradient. On global arrays under jit
+  the batch, so every negative, is the global one.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> print(f"{clip_loss(jnp.eye(2), jnp.eye(2), logit_scale=jnp.log(2.0)):.4f}")  # -log(e^2 / (e^2 + 1))
+    0.1269
+
+  Args:
+    image_embeddings: (N, D) image-tower outputs; row ``i`` pairs with text row ``i``.
+    text_embeddings: (N, D) text-tower outputs.
+    logit_scale: scalar log of the inverse temperature.
+
+  Returns:
+    Scalar float32 loss.
+
+  References:
+    A. Radford et al., `Learning Transferable Visual Models From Natural Language Supervision
+    <https://arxiv.org/abs/2103.00020>`_, 2021, Figure 3.
+  """
+  temperature = jnp.exp(-jnp.asarray(logit_scale, jnp.float32))
+  image_to_text = info_nce(image_embeddings, text_embeddings, temperature=temperature)
+  text_to_image = info_nce(text_embeddings, image_embeddings, temperature=temperature)
+  return (image_to_text + text_to_image) / 2
 
 
 def nt_xent(
@@ -207,6 +271,64 @@ def nt_xent(
   _check_temperature(temperature)
   logits, positive_index = _two_view_logits(z1, z2, temperature, normalize)
   return _cross_entropy(logits, positive_index)
+
+
+def cpc(predictions: jax.Array, encodings: jax.Array, *, self_negatives: bool = True) -> tuple[jax.Array, jax.Array]:
+  """CPC's InfoNCE: from the context at step t, identify the encoding k steps ahead, for k = 1..K.
+
+  The score of a candidate z is the bilinear ``z . W_k c_t`` (``predictions`` hold ``W_k c_t``), as in the paper.
+  The candidates of the prediction for (example b, sequence g, step t, k) are the encodings at step t + k of
+  sequence g of every example in the batch (the positive is example b's) and, with ``self_negatives``, those of
+  every other step of example b's own sequence g. An image is a grid whose G columns are each read top to bottom;
+  an audio clip is one sequence (G = 1). On global arrays under jit the batch is the global one.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> z = jnp.array([[[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 1.0], [1.0, 0.0]]]])  # (B=2, G=1, T=2, D=2)
+    >>> preds = z[:, :, ::-1, None, :]  # W_1 c_0 = z_1 exactly
+    >>> loss, accuracy = cpc(preds, z)
+    >>> print(f"{loss:.4f} {accuracy[0]:.1f}")  # -log(e / (e + 1 + 1)): one other example, one other step
+    0.5514 1.0
+
+  Args:
+    predictions: (B, G, T, K, D): ``predictions[b, g, t, k - 1]`` predicts ``encodings[b, g, t + k]``; entries
+      whose t + k falls past the end are ignored.
+    encodings: (B, G, T, D), the encoder's z of every step.
+    self_negatives: also contrast with the other steps of the same sequence.
+
+  Returns:
+    (loss, accuracy): the cross-entropy averaged over the predictions of each k, then over k, and the (K,)
+    fraction of predictions per k whose top-scoring candidate is the positive.
+
+  References:
+    A. van den Oord, Y. Li, O. Vinyals, `Representation Learning with Contrastive Predictive Coding
+    <https://arxiv.org/abs/1807.03748>`_, 2018, eq. (4).
+  """
+  if jnp.ndim(encodings) != 4 or jnp.ndim(predictions) != 5:
+    raise ValueError(
+      f"`predictions` must be (B, G, T, K, D) and `encodings` (B, G, T, D), got {jnp.shape(predictions)} and "
+      f"{jnp.shape(encodings)}."
+    )
+  b, g, t, k_max, d = predictions.shape
+  if encodings.shape != (b, g, t, d):
+    raise ValueError(f"`encodings` must be {(b, g, t, d)} to match `predictions`, got {encodings.shape}.")
+  if not 1 <= k_max < t:
+    raise ValueError(f"K={k_max} prediction steps need sequences longer than K steps, got T={t}.")
+  predictions, encodings = _upcast(predictions), _upcast(encodings)
+  per_k, accuracies = [], []
+  for k in range(1, k_max + 1):
+    pred = predictions[:, :, : t - k, k - 1]  # (B, G, T-k, D)
+    # Every example's encoding at the target step: (B, G, T-k, B), the positive on the diagonal.
+    logits = jnp.einsum("bgtd,cgtd->bgtc", pred, encodings[:, :, k:], precision=lax.Precision.HIGHEST)
+    if self_negatives:
+      own = jnp.einsum("bgtd,bgsd->bgts", pred, encodings, precision=lax.Precision.HIGHEST)  # (B, G, T-k, T)
+      target = jnp.arange(t - k)[:, None] + k == jnp.arange(t)[None, :]  # the positive, already a candidate
+      logits = jnp.concatenate([logits, jnp.where(target, _MASK_VALUE, own)], axis=-1)
+    positive = jnp.broadcast_to(jnp.arange(b)[:, None, None], (b, g, t - k))
+    flat = logits.reshape(-1, logits.shape[-1])
+    per_k.append(_cross_entropy(flat, positive.reshape(-1)))
+    accuracies.append(jnp.mean(jnp.argmax(logits, axis=-1) == positive, dtype=jnp.float32))
+  return jnp.mean(jnp.stack(per_k)), jnp.stack(accuracies)
 
 
 def contrastive_accuracy(

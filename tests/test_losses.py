@@ -585,3 +585,89 @@ def test_soft_cross_entropy_of_one_hot_targets_is_the_integer_cross_entropy():
 def test_gan_and_soft_cross_entropy_reject_bad_shapes(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+# ----------------------------------------------------------------------------------------
+# CPC and CLIP.
+
+
+def ref_cpc(predictions, encodings, self_negatives=True):
+  """CPC eq. (4), one prediction at a time: candidates are every example's z at step t + k of the same sequence,
+  and (self_negatives) the other steps of the own sequence; mean over predictions per k, then over k."""
+  p, z = np.asarray(predictions, np.float64), np.asarray(encodings, np.float64)
+  b, g, t, k_max, _ = p.shape
+  per_k, accuracy = [], []
+  for k in range(1, k_max + 1):
+    losses_k, hits = [], []
+    for i in range(b):
+      for s in range(g):
+        for step in range(t - k):
+          pred = p[i, s, step, k - 1]
+          candidates = [z[j, s, step + k] for j in range(b)]
+          if self_negatives:
+            candidates += [z[i, s, u] for u in range(t) if u != step + k]
+          logits = [pred @ c for c in candidates]
+          losses_k.append(_log_sum_exp(logits) - logits[i])
+          hits.append(int(np.argmax(logits)) == i)
+    per_k.append(np.mean(losses_k))
+    accuracy.append(np.mean(hits))
+  return np.mean(per_k), np.array(accuracy)
+
+
+@pytest.mark.parametrize("self_negatives", [True, False])
+@pytest.mark.parametrize("b,g,t,k", [(3, 1, 6, 3), (4, 2, 4, 1)])
+def test_cpc_matches_reference(b, g, t, k, self_negatives):
+  d = 5
+  z = _normal(30, b * g * t, d).reshape(b, g, t, d)
+  # Predictions near the truth for k = 1, noise beyond: the accuracies differ by k.
+  preds = _normal(31, b * g * t * k, d).reshape(b, g, t, k, d)
+  preds[:, :, :-1, 0] += 3 * z[:, :, 1:]
+  got_loss, got_acc = jax.jit(functools.partial(losses.cpc, self_negatives=self_negatives))(preds, z)
+  want_loss, want_acc = ref_cpc(preds, z, self_negatives)
+  np.testing.assert_allclose(got_loss, want_loss, rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(got_acc, want_acc, atol=1e-6)
+  grad = jax.grad(lambda p: losses.cpc(p, z, self_negatives=self_negatives)[0])(preds)
+  eps, where = 1e-3, (0, 0, 0, 0, 1)
+  bumped = preds.copy()
+  bumped[where] += eps
+  numeric = (ref_cpc(bumped, z, self_negatives)[0] - want_loss) / eps
+  np.testing.assert_allclose(grad[where], numeric, rtol=2e-2, atol=1e-4)
+
+
+def test_cpc_refuses_steps_beyond_the_sequence():
+  with pytest.raises(ValueError, match="K=4 prediction steps need sequences longer than K steps, got T=4"):
+    losses.cpc(jnp.zeros((2, 1, 4, 4, 3)), jnp.zeros((2, 1, 4, 3)))
+  with pytest.raises(ValueError, match="`encodings` must be"):
+    losses.cpc(jnp.zeros((2, 1, 4, 2, 3)), jnp.zeros((2, 1, 5, 3)))
+
+
+def ref_clip(images, texts, logit_scale):
+  """CLIP's Figure 3: cross-entropy of image->text and text->image logits exp(s) * cos, averaged."""
+  a = np.asarray(images, np.float64)
+  b = np.asarray(texts, np.float64)
+  a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+  logits = math.exp(logit_scale) * a @ b.T
+
+  def ce(m):
+    return np.mean([_log_sum_exp(list(row)) - row[i] for i, row in enumerate(m)])
+
+  return (ce(logits) + ce(logits.T)) / 2
+
+
+@pytest.mark.parametrize("logit_scale", [0.0, math.log(1 / 0.07), math.log(100.0)])
+def test_clip_loss_matches_reference_and_learns_its_temperature(logit_scale):
+  a, b = _normal(40, 7, 6), _normal(41, 7, 6)
+  got = jax.jit(lambda a, b, s: losses.clip_loss(a, b, logit_scale=s))(a, b, jnp.float32(logit_scale))
+  np.testing.assert_allclose(got, ref_clip(a, b, logit_scale), rtol=RTOL, atol=ATOL)
+  grad = jax.grad(lambda s: losses.clip_loss(a, b, logit_scale=s), argnums=0)(jnp.float32(logit_scale))
+  numeric = (ref_clip(a, b, logit_scale + 1e-4) - ref_clip(a, b, logit_scale - 1e-4)) / 2e-4
+  np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-4)
+
+
+def test_info_nce_logits_are_algorithm_1s():
+  q, k, queue = _normal(42, 4, 3), _normal(43, 4, 3), _normal(44, 6, 3)
+  logits, labels = losses.info_nce_logits(q, k, temperature=0.2, negatives=queue)
+  n = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  want = np.concatenate([np.sum(n(q) * n(k), axis=1, keepdims=True), n(q) @ n(queue).T], axis=1) / 0.2
+  np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
+  assert labels.tolist() == [0, 0, 0, 0]

@@ -33,12 +33,18 @@ CASES = {
   ),
   "bert": ("configs/bert.py:tiny", ["total_steps=6", "evals.label_fractions=(1.0,)"]),
   "word2vec": ("configs/word2vec.py:tiny", ["epochs=1"]),
+  # The queue and the key encoder in the method state, enqueued with the keys of the global batch.
+  "moco": ("configs/moco.py:tiny", ["total_steps=4", "evals.label_fractions=(1.0,)", "evals.baselines=()"]),
+  # Negatives of both towers global, the caption drawn per example, zero-shot and retrieval on every process.
+  "clip": ("configs/clip.py:tiny", ["total_steps=4", "evals.baselines=()"]),
 }
 # Files that only process 0 writes; a second writer would show as a second events file or a stray temp file.
 PRODUCTS = {
   "simclr": ["eval.json", "summary.json", "metrics.jsonl", "config.json", "tsne.png", "neighbors.png"],
   "bert": ["eval.json", "summary.json", "tokenizer"],
   "word2vec": ["eval.json", "summary.json", "vectors.txt", "vectors.bin"],
+  "moco": ["eval.json", "summary.json"],
+  "clip": ["eval.json", "summary.json", "tokenizer"],
 }
 
 

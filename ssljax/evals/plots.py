@@ -25,7 +25,16 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from ssljax import storage  # noqa: E402
 
-__all__ = ["neighbors_plot", "perplexity_by_source", "side_by_side", "tsne_plot", "write_side_by_side"]
+__all__ = [
+  "confusion_plot",
+  "neighbors_plot",
+  "perplexity_by_source",
+  "retrieval_grid",
+  "side_by_side",
+  "step_accuracy_plot",
+  "tsne_plot",
+  "write_side_by_side",
+]
 
 _MAX_LEGEND_CLASSES = 20  # beyond this a legend hides the plot and no colour map separates them
 
@@ -249,4 +258,70 @@ def perplexity_by_source(perplexities: dict[str, dict[str, float]], path, *, tit
   ax.set_xlabel("validation perplexity per WordPiece token (log scale)")
   ax.legend(loc="lower right")
   ax.set_title(title)
+  return _save(fig, path)
+
+
+def step_accuracy_plot(accuracies: dict[str, np.ndarray], path, *, chance: float, title: str = ""):
+  """CPC: how often the prediction k steps ahead picks its true encoding, against k, one line per model, with
+  chance (one over the number of candidates) as a dashed line."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name, values in accuracies.items():
+    ks = np.arange(1, len(values) + 1)
+    ax.plot(ks, values, marker="o", label=name)
+  ax.axhline(chance, color="gray", linestyle="--", label="chance")
+  ax.set_xlabel("steps ahead k")
+  ax.set_ylabel("held-out accuracy")
+  ax.set_xticks(np.arange(1, max(len(v) for v in accuracies.values()) + 1))
+  ax.set_ylim(0, 1)
+  ax.legend()
+  ax.set_title(title)
+  return _save(fig, path)
+
+
+def confusion_plot(labels, predictions, class_names, path, *, title: str = ""):
+  """A row-normalized confusion matrix (rows: true class, columns: predicted), classes in `class_names` order."""
+  n = len(class_names)
+  counts = np.zeros((n, n))
+  np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
+  rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+  size = max(5.0, 0.45 * n + 2)
+  fig, ax = plt.subplots(figsize=(size, size))
+  ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+  ax.set_xticks(np.arange(n))
+  ax.set_yticks(np.arange(n))
+  ax.set_xticklabels(class_names, rotation=90, fontsize=8)
+  ax.set_yticklabels(class_names, fontsize=8)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  if n <= 12:
+    for i in range(n):
+      for j in range(n):
+        ax.text(
+          j, i, f"{rates[i, j]:.2f}", ha="center", va="center", color="w" if rates[i, j] < 0.5 else "k", fontsize=7
+        )
+  ax.set_title(title)
+  return _save(fig, path)
+
+
+def retrieval_grid(images, captions_by_image: list[list[tuple[str, bool]]], path, *, title: str = ""):
+  """A row per image: the image, then its top captions, each marked when it is the image's own."""
+  rows = len(images)
+  fig, axes = plt.subplots(rows, 2, figsize=(9, 1.3 * rows), gridspec_kw={"width_ratios": [1, 6]})
+  axes = np.atleast_2d(axes)
+  for r in range(rows):
+    _show(axes[r, 0], _to_display(images[r : r + 1])[0], None)
+    axes[r, 1].axis("off")
+    for i, (caption, correct) in enumerate(captions_by_image[r]):
+      mark = "\u2713 " if correct else "   "
+      axes[r, 1].text(
+        0.0,
+        0.85 - 0.2 * i,
+        f"{i + 1}. {mark}{caption}",
+        fontsize=8,
+        color="green" if correct else "black",
+        transform=axes[r, 1].transAxes,
+        va="top",
+      )
+  if title:
+    fig.suptitle(title, fontsize=11)
   return _save(fig, path)

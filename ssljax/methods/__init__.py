@@ -26,6 +26,9 @@ METHODS = {
   "relative_position": "ssljax.methods.relative_position",
   "colorization": "ssljax.methods.colorization",
   "mae": "ssljax.methods.mae",
+  "moco": "ssljax.methods.moco",
+  "cpc": "ssljax.methods.cpc",
+  "clip": "ssljax.methods.clip",
 }
 
 
