@@ -14,8 +14,8 @@ Settings (the config each one builds; `--batch` overrides every batch size, for 
   relative_position  configs/relative_position.py:cpu: 128 x 9 tiles, all 8 (centre, neighbour) pairs
   inpainting         configs/inpainting.py:cpu: SmallCNN + channel-wise FC decoder, masked L2 on region holes
   colorization       configs/colorization.py:cpu: L -> ab regression (28x28x3 inputs), decoder at 14x14
-Not covered here: MAE has its own side-by-side, benchmarks/mae_vs_pytorch.py. ssljax has no MoCo, CPC or CLIP yet;
-when they land, each needs a row in SETTINGS, FIXED and PEERS.
+Not covered here: MAE, MoCo and CLIP have their own side-by-sides (benchmarks/mae_vs_pytorch.py,
+moco_vs_pytorch.py, clip_vs_open_clip.py); CPC has no common PyTorch implementation to stand beside.
 
 What is timed, on both sides: forward in training mode (BatchNorm on batch statistics, its running statistics
 updated), the loss, backward and an SGD update with momentum 0.9 (optax.sgd vs torch.optim.SGD, no weight decay),
@@ -58,17 +58,13 @@ Needs torch 2.13.0, the CPU wheel, and nothing else of the `bench` extra:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import side_by_side
+
+ROOT = side_by_side.ROOT
 
 SETTINGS = {
   "simclr": dict(config="configs/simclr.py:cpu", channels=1),
@@ -79,36 +75,6 @@ SETTINGS = {
   "inpainting": dict(config="configs/inpainting.py:cpu", channels=1),
   "colorization": dict(config="configs/colorization.py:cpu", channels=3),
 }
-TOLERANCE = 1e-5
-
-
-def _config(s: dict):
-  sys.path.insert(0, ROOT)
-  from ssljax import config as config_lib
-
-  path, _, preset = s["config"].partition(":")
-  config = config_lib.get_config(f"{os.path.join(ROOT, path)}:{preset}", [])
-  if s.get("batch"):
-    config.batch_size = s["batch"]
-  return config
-
-
-def _images(s: dict, config):
-  """The raw batch the one augmented batch is made from: uniform [0, 1) pixels at the preset's image size."""
-  import numpy as np
-
-  size = config.data.image_size
-  return np.random.default_rng(0).random((config.batch_size, size, size, s["channels"]), dtype=np.float32)
-
-
-def _time_steps(step, warmup: int, steps: int) -> dict:
-  losses, times = [], []
-  for i in range(warmup + steps):
-    t0 = time.perf_counter()
-    losses.append(step())
-    if i >= warmup:
-      times.append(time.perf_counter() - t0)
-  return {"times": times, "losses": losses}
 
 
 # ----------------------------------------------------------------------------------------
@@ -186,32 +152,10 @@ FIXED = {
 }
 
 
-@contextlib.contextmanager
-def _swapped(module, replacements: dict):
-  """Module attributes replaced for the duration; yields the set of names that were called."""
-  missing = [name for name in replacements if not hasattr(module, name)]
-  if missing:
-    raise SystemExit(f"{module.__name__} has no {', '.join(missing)}: this benchmark's FIXED table is out of date")
-  called, saved = set(), {name: getattr(module, name) for name in replacements}
-
-  def recording(name, fn):
-    def wrapper(*args, **kwargs):
-      called.add(name)
-      return fn(*args, **kwargs)
-
-    return wrapper
-
-  for name, fn in replacements.items():
-    setattr(module, name, recording(name, fn))
-  try:
-    yield called
-  finally:
-    for name, fn in saved.items():
-      setattr(module, name, fn)
-
-
 def run_ours(s: dict, args, npz: str) -> dict:
   sys.path.insert(0, ROOT)
+  import importlib
+
   import jax
   import numpy as np
   import optax
@@ -219,9 +163,9 @@ def run_ours(s: dict, args, npz: str) -> dict:
 
   from ssljax import methods
 
-  config = _config(s)
-  m = methods.get_method(config.method)
-  images = jax.device_put(_images(s, config))
+  config = side_by_side.load_config(s)
+  m = importlib.import_module(methods.METHODS[config.method])  # the module, whose functions the swaps replace
+  images = jax.device_put(side_by_side.random_images(s, config))
   inputs, replacements = FIXED[config.method](m, config, images, jax.random.PRNGKey(1))
   params, state = m.init(config, jax.random.PRNGKey(config.seed), {"image": images})
   if set(state) - {"batch_stats"}:
@@ -233,48 +177,10 @@ def run_ours(s: dict, args, npz: str) -> dict:
   arrays.update({f"input/{k}": v for k, v in inputs.items()})
   np.savez(npz, **jax.device_get(arrays))
 
-  tx = optax.sgd(args.lr, momentum=0.9)
-  rng = jax.random.PRNGKey(2)  # what loss_fn would hand its (swapped) augmentation
-  called = set()
-
-  def loss(params, state, batch, inputs):
-    with _swapped(m, replacements(inputs)) as calls:
-      value, (_, new_state) = m.loss_fn(params, state, batch, rng, config, 0)
-    called.update(calls)
-    return value, new_state
-
-  def train_step(params, state, opt_state, batch, inputs):
-    (value, state), grads = jax.value_and_grad(loss, has_aux=True)(params, state, batch, inputs)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), state, opt_state, value
-
-  batch = {"image": images}  # what loss_fn reads before its swapped augmentation ignores it
-  opt_state = tx.init(params)
-  t0 = time.perf_counter()
-  compiled = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(params, state, opt_state, batch, inputs).compile()
-  compile_s = time.perf_counter() - t0
-  if called != set(replacements(inputs)):
-    raise SystemExit(
-      f"{config.method}.loss_fn no longer calls {', '.join(sorted(set(replacements(inputs)) - called))}"
-      ": the step would time augmentation; update this benchmark's FIXED table"
-    )
-  live = {"params": params, "state": state, "opt_state": opt_state}
-
-  def step():
-    live["params"], live["state"], live["opt_state"], value = compiled(
-      live["params"], live["state"], live["opt_state"], batch, inputs
-    )
-    return float(value)  # waits for the step
-
-  out = _time_steps(step, args.warmup, args.steps)
-  return {
-    **out,
-    "compile_s": compile_s,
-    "batch": config.batch_size,
-    "params": sum(x.size for x in jax.tree.leaves(params)),
-    "inputs": {k: list(v.shape) for k, v in inputs.items() if v.ndim},
-    "version": f"jax {jax.__version__} ({jax.devices()[0].platform})",
-  }
+  out = side_by_side.time_ours(
+    args, m, replacements, config, optax.sgd(args.lr, momentum=0.9), params, state, {"image": images}, inputs
+  )
+  return {**out, "inputs": {k: list(v.shape) for k, v in inputs.items() if v.ndim}}
 
 
 # ----------------------------------------------------------------------------------------
@@ -664,7 +570,7 @@ def run_torch(s: dict, args, npz: str, channels_last: bool) -> dict:
   import torch
 
   torch.set_num_threads(args.threads)
-  config = _config(s)
+  config = side_by_side.load_config(s)
   arrays = np.load(npz)
   model, loss = PEERS[config.method](config, arrays, channels_last)
   _load_ours(model, arrays)
@@ -680,123 +586,25 @@ def run_torch(s: dict, args, npz: str, channels_last: bool) -> dict:
     opt.step()
     return value.item()
 
-  out = _time_steps(step, args.warmup, args.steps)
+  out = side_by_side.time_steps(step, args.warmup, args.steps)
   return {**out, "version": f"torch {torch.__version__} ({torch.get_num_threads()} threads)"}
 
 
 # ----------------------------------------------------------------------------------------
 # Driver.
 
-SIDES = ("ours", "torch", "torch_cl")
-
-
-def _child(args) -> None:
-  s = json.loads(args.child_setting)
-  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
-  if args.child == "ours":
-    out = run_ours(s, args, args.npz)
-  else:
-    out = run_torch(s, args, args.npz, channels_last=args.child == "torch_cl")
-  print(json.dumps(out))
-
-
-def _run_side(side: str, s: dict, npz: str, args) -> dict:
-  cmd = [
-    sys.executable,
-    os.path.abspath(__file__),
-    "--child",
-    side,
-    "--child-setting",
-    json.dumps(s),
-    "--npz",
-    npz,
-    "--warmup",
-    str(args.warmup),
-    "--steps",
-    str(args.steps),
-    "--threads",
-    str(args.threads),
-    "--lr",
-    str(args.lr),
-  ]
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-  if proc.returncode:
-    raise SystemExit(f"the {side} process failed:\n{proc.stderr[-3000:]}")
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
-  return {**out, "median_ms": 1e3 * statistics.median(out["times"])}
-
-
-def _agreement(ours: float, peer: float) -> tuple[float, float, str]:
-  """(|diff|, its bound, 'abs' or 'rel'): within 1e-5 absolute up to a loss of 1, relative above."""
-  diff = abs(ours - peer)
-  return diff, TOLERANCE * max(1.0, abs(ours)), "abs" if abs(ours) <= 1.0 else "rel"
-
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-  parser.add_argument("--steps", type=int, default=20, help="timed steps of each side; the median is reported")
-  parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each side (ours: after compiling)")
-  parser.add_argument("--threads", type=int, default=2, help="cores (and torch threads) each side gets")
-  parser.add_argument("--batch", type=int, help="batch size of every setting (quick checks; not the benchmark)")
-  parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
-  parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
-  parser.add_argument("--child-setting", help=argparse.SUPPRESS)
-  parser.add_argument("--npz", help=argparse.SUPPRESS)
-  args = parser.parse_args()
+  p = side_by_side.parser(__doc__, ("ours", "torch", "torch_cl"))
+  p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+  p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
+  args = p.parse_args()
   if args.child:
-    return _child(args)
-  import importlib.util
-
-  if importlib.util.find_spec("torch") is None:
-    raise SystemExit(
-      "the peer needs torch: .venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-    )
-  if args.steps < 1 or args.warmup < 0 or args.warmup + args.steps < 2:
-    raise SystemExit("need --steps >= 1 and at least 2 steps in all, for the step-0 and step-1 losses")
-
-  threads = min(args.threads, len(os.sched_getaffinity(0)))
-  print(
-    f"{os.cpu_count()} cores, {threads} per side, load average {os.getloadavg()[0]:.1f}; float32, SGD momentum "
-    f"0.9 lr {args.lr}; {args.warmup} warm-up + {args.steps} timed steps (median), each side in a fresh "
-    f"process{'; BATCH OVERRIDDEN: not the benchmark' if args.batch else ''}",
-    flush=True,
-  )
-  results, failures, versions = {}, [], {}
-  for name in args.settings:
-    s = dict(SETTINGS[name])
-    if args.batch:
-      s["batch"] = args.batch
-    with tempfile.TemporaryDirectory() as tmp:
-      npz = os.path.join(tmp, "ours.npz")
-      r = results[name] = {side: _run_side(side, s, npz, args) for side in SIDES}
-    o = r["ours"]
-    versions.update(ours=o["version"], torch=r["torch"]["version"])
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in o["inputs"].items())
-    print(
-      f"{name}: {s['config']}, batch {o['batch']}: {shapes}; {o['params']:,} params; compiled in "
-      f"{o['compile_s']:.1f} s",
-      flush=True,
-    )
-    checks = []
-    for side, label in (("torch", "torch"), ("torch_cl", "channels_last")):
-      diff, bound, kind = _agreement(o["losses"][0], r[side]["losses"][0])
-      diff1, _, _ = _agreement(o["losses"][1], r[side]["losses"][1])
-      checks.append(f"{label} {r[side]['losses'][0]:.6f} |diff| {diff:.1e} ({kind}), step 1 |diff| {diff1:.1e}")
-      if diff > bound:
-        failures.append(f"{name} {label} |diff| {diff:.1e} > {bound:.1e} ({kind})")
-    print(
-      f"  ours {o['median_ms']:8.1f} ms | torch {r['torch']['median_ms']:8.1f} ms | torch channels_last "
-      f"{r['torch_cl']['median_ms']:8.1f} ms | step-0 loss ours {o['losses'][0]:.6f}, " + "; ".join(checks),
-      flush=True,
-    )
-  print(f"{versions['ours']} against {versions['torch']}")
-  print("ratio torch ms / ours ms (> 1: ours faster), contiguous | channels_last:")
-  for name, r in results.items():
-    ours = r["ours"]["median_ms"]
-    print(f"  {name:18s} {r['torch']['median_ms'] / ours:5.2f}x | {r['torch_cl']['median_ms'] / ours:5.2f}x")
-  if failures:
-    raise SystemExit(f"step-0 losses disagree beyond {TOLERANCE:g}: " + "; ".join(failures))
+    peer = lambda channels_last: lambda s, args, npz: run_torch(s, args, npz, channels_last)
+    return side_by_side.run_child(args, {"ours": run_ours, "torch": peer(False), "torch_cl": peer(True)})
+  install = ".venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+  side_by_side.start(args, "torch", install, f"float32, SGD momentum 0.9 lr {args.lr}")
+  side_by_side.against_torch_layouts(__file__, args, SETTINGS, "--lr", str(args.lr))
 
 
 if __name__ == "__main__":

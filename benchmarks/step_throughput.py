@@ -4,8 +4,9 @@
   python benchmarks/step_throughput.py --smoke --config configs/simclr.py:tiny --image-shape 28,28,1
 
 The step is the one `train.py` runs (same method, optimizer, shardings, donation), fed a fixed batch of the
-config's shape (uint8 images, full-length BERT pairs of random tokens, or word2vec tokens drawn from a Zipf
-vocabulary), so neither a dataset nor the input pipeline is involved (benchmarks/input_pipeline.py measures that).
+config's shape (uint8 images, with one full-length caption of random tokens each for CLIP; full-length BERT pairs
+of random tokens; or word2vec tokens drawn from a Zipf vocabulary), so neither a dataset nor the input pipeline is
+involved (benchmarks/input_pipeline.py measures that).
 
 It measures a GPU, so it refuses (exit 2, one line on stderr) when jax's backend is anything else: a CPU-only
 jaxlib would otherwise be timed and reported as the GPU figure. `--smoke` runs the same code for 2 steps on
@@ -214,7 +215,13 @@ def synthetic_batch(config, image_shape, vocab_size: int = TEXT8_VOCAB) -> tuple
   if config.method == "word2vec":
     data = synthetic_token_data(config, vocab_size)
     return data.batch(0, b), b, data
-  return {"image": rng.integers(0, 256, (b, *image_shape), np.uint8), "label": np.zeros((b,), np.int32)}, b, None
+  images = rng.integers(0, 256, (b, *image_shape), np.uint8)
+  if config.method == "clip":  # one full-length caption per image, [CLS] ... [SEP], as the data pipeline makes it
+    t = config.data.max_caption_tokens
+    tokens = rng.integers(5, config.data.vocab_size, (b, 1, t)).astype(np.int32)
+    tokens[:, :, 0], tokens[:, :, -1] = 2, 3
+    return {"image": images, "tokens": tokens, "num_captions": np.ones((b,), np.int32)}, b, None
+  return {"image": images, "label": np.zeros((b,), np.int32)}, b, None
 
 
 def measure(config, *, image_shape, steps: int, warmup: int = 3, vocab_size: int = TEXT8_VOCAB) -> dict:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ("simclr", "word2vec", "bert", "mae")
+SCRIPTS = ("simclr", "word2vec", "bert", "mae", "contrastive")
 ON_GPU = jax.default_backend() == "gpu"
 needs_no_gpu = pytest.mark.skipif(ON_GPU, reason="the refusal is for a backend that is not a GPU")
 

@@ -8,14 +8,14 @@ import flax.linen as nn
 from ssljax.models.cnn import PatchConv, SmallCNN, grid_average_pool
 from ssljax.models.heads import EncoderWithHead, LinearClassifier, ProjectionHead
 from ssljax.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
-from ssljax.models.vit import vit
+from ssljax.models.vit import vit as build_vit  # aliased: binding `vit` here would shadow the ssljax.models.vit module
 
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
   "resnet18": ResNet18,
   "resnet34": ResNet34,
   "resnet50": ResNet50,
   "small_cnn": SmallCNN,
-  "vit": vit,  # vit(size='B', patch_size=32, ...): CLIP's image tower
+  "vit": build_vit,  # vit(size='B', patch_size=32, ...): CLIP's image tower
 }
 
 
