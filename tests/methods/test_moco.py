@@ -152,6 +152,5 @@ def test_tiny_run_reports_the_suite_beside_raw_pixels_and_random_init(tiny_run):
   results = launcher.read_json(os.path.join(tiny_run[0], "eval.json"))
   launcher.assert_suite_read_both_encoders(results, ("knn/top1", "linear/top1", "linear_10pct/top1"))
   assert results["baseline/raw_pixels/linear/top1"] > 0.3
-  for prefix in ("", "baseline/random_init/"):
-    for name in ("finetune/top1", "finetune_10pct/top1"):
-      assert 0.0 <= results[prefix + name] <= 1.0, prefix + name
+  # evals.finetune is off in MoCo's presets (its figures are probes, as the paper's); SimCLR's tests run that path.
+  assert not any("finetune" in name for name in results), sorted(results)
