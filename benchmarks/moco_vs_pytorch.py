@@ -37,9 +37,7 @@ The check: the step-0 losses of the two sides (same weights, same views, same qu
 (absolute up to a loss of 1, relative above; the line says which), or the script ends non-zero with one line. The
 step-1 loss, after one update, a momentum move of the key encoder and one enqueue, is printed beside it: it agrees
 less tightly for the reasons image_step_vs_pytorch.py gives (a ReLU input within rounding of zero; torch's
-unbiased running variance, which no training-mode loss reads). Ours also renormalizes the queue's rows inside the
-loss (`losses.info_nce_logits`); the reference code does not (its rows are unit vectors already): a difference of
-rounding.
+unbiased running variance, which no training-mode loss reads).
 
 Each side runs in its own fresh process, one after the other, pinned to the same `--threads` cores (2 by default;
 os.sched_setaffinity, from which XLA sizes its thread pool; torch.set_num_threads as well). After compiling (ours)

@@ -18,6 +18,8 @@ from jax import lax
 __all__ = [
   "info_nce",
   "info_nce_logits",
+  "l2_normalize",
+  "clip_logits",
   "clip_loss",
   "cpc",
   "nt_xent",
@@ -67,7 +69,8 @@ def _upcast(x: jax.Array) -> jax.Array:
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _l2_normalize(x: jax.Array) -> jax.Array:
+def l2_normalize(x: jax.Array) -> jax.Array:
+  """x / |x| along the last axis; a zero row stays zero, with finite gradients (the norm's floor)."""
   sq_norm = jnp.sum(x * x, axis=-1, keepdims=True)
   return x * lax.rsqrt(jnp.maximum(sq_norm, _NORM_EPS**2))
 
@@ -94,7 +97,7 @@ def _two_view_logits(
   """Scaled similarities of all 2N embeddings, self masked out, and each row's positive."""
   z = _upcast(jnp.concatenate([z1, z2], axis=0))
   if normalize:
-    z = _l2_normalize(z)
+    z = l2_normalize(z)
   n = z1.shape[0]
   # Mask after dividing by the temperature, so the mask value cannot overflow to -inf.
   logits = _similarity(z, z) / temperature
@@ -134,7 +137,7 @@ def info_nce_logits(
   _check_temperature(temperature)
   q, k = _upcast(queries), _upcast(keys)
   if normalize:
-    q, k = _l2_normalize(q), _l2_normalize(k)
+    q, k = l2_normalize(q), l2_normalize(k)
   n = q.shape[0]
   if negatives is None:
     return _similarity(q, k) / temperature, jnp.arange(n, dtype=jnp.int32)
@@ -145,7 +148,7 @@ def info_nce_logits(
     )
   neg = _upcast(negatives)
   if normalize:
-    neg = _l2_normalize(neg)
+    neg = l2_normalize(neg)
   positive = jnp.sum(q * k, axis=1, keepdims=True)
   logits = jnp.concatenate([positive, _similarity(q, neg)], axis=1)
   return logits / temperature, jnp.zeros(n, dtype=jnp.int32)
@@ -199,6 +202,15 @@ def info_nce(
   return _cross_entropy(logits, positive_index)
 
 
+def clip_logits(image_embeddings: jax.Array, text_embeddings: jax.Array, *, logit_scale: jax.Array) -> jax.Array:
+  """(N, N) ``exp(logit_scale) * cos(image i, text j)`` in at least float32: row i scores image i against every
+  text, column j text j against every image. One matrix serves both directions of `clip_loss`."""
+  logits, _ = info_nce_logits(
+    image_embeddings, text_embeddings, temperature=jnp.exp(-jnp.asarray(logit_scale, jnp.float32))
+  )
+  return logits
+
+
 def clip_loss(image_embeddings: jax.Array, text_embeddings: jax.Array, *, logit_scale: jax.Array) -> jax.Array:
   """CLIP's symmetric InfoNCE: each image classifies its caption among the batch's captions and each caption its
   image among the batch's images, the two cross-entropies averaged.
@@ -224,10 +236,9 @@ def clip_loss(image_embeddings: jax.Array, text_embeddings: jax.Array, *, logit_
     A. Radford et al., `Learning Transferable Visual Models From Natural Language Supervision
     <https://arxiv.org/abs/2103.00020>`_, 2021, Figure 3.
   """
-  temperature = jnp.exp(-jnp.asarray(logit_scale, jnp.float32))
-  image_to_text = info_nce(image_embeddings, text_embeddings, temperature=temperature)
-  text_to_image = info_nce(text_embeddings, image_embeddings, temperature=temperature)
-  return (image_to_text + text_to_image) / 2
+  logits = clip_logits(image_embeddings, text_embeddings, logit_scale=logit_scale)
+  positives = jnp.arange(logits.shape[0], dtype=jnp.int32)
+  return (_cross_entropy(logits, positives) + _cross_entropy(logits.T, positives)) / 2
 
 
 def nt_xent(

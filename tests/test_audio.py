@@ -80,7 +80,7 @@ def test_female_and_male_speakers_differ_in_pitch(corpus):
 
 def test_generation_is_seeded_and_atomic(tmp_path, monkeypatch):
   if shutil.which(espeak.ESPEAK) is None:
-    pytest.skip("espeak-ng is not installed")
+    pytest.skip("espeak-ng is not installed (`make data` installs it)")
   sentences = ["The quick brown fox jumps over the lazy dog.", "A stitch in time saves nine, they said."]
   make = lambda out, seed: espeak.generate(
     str(out), num_speakers=1, utterances_per_speaker=2, seed=seed, sentences=sentences

@@ -664,6 +664,13 @@ def test_clip_loss_matches_reference_and_learns_its_temperature(logit_scale):
   np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-4)
 
 
+def test_clip_logits_are_the_scaled_cosines_of_every_image_and_text():
+  a, b = _normal(45, 5, 6), _normal(46, 5, 6)
+  unit = lambda x: np.asarray(x, np.float64) / np.linalg.norm(np.asarray(x, np.float64), axis=1, keepdims=True)
+  got = losses.clip_logits(a, b, logit_scale=jnp.float32(math.log(20.0)))
+  np.testing.assert_allclose(got, 20.0 * unit(a) @ unit(b).T, rtol=RTOL, atol=ATOL)
+
+
 def test_info_nce_logits_are_algorithm_1s():
   q, k, queue = _normal(42, 4, 3), _normal(43, 4, 3), _normal(44, 6, 3)
   logits, labels = losses.info_nce_logits(q, k, temperature=0.2, negatives=queue)

@@ -27,18 +27,23 @@ from ssljax.data import images as image_data
 from ssljax.evals import finetune, knn, linear, plots
 
 
-def embed_arrays(method, params, method_state, inputs: dict, config, mesh) -> np.ndarray:
-  """`method.embed` of every row of `inputs` (named arrays, the batch `embed` reads), computed on the mesh in
-  batches of `evals.batch_size`; every process holds all the inputs and gets all the features (the probes run on
-  the host, the same numbers on every process)."""
+def embed_batches(fn, params, method_state, inputs: dict, config, mesh) -> np.ndarray:
+  """`fn(params, method_state, batch)` of every row of `inputs` (named arrays, the batch `fn` reads), computed on
+  the mesh in batches of `evals.batch_size`; every process holds all the inputs and gets all the features (the
+  probes run on the host, the same numbers on every process)."""
   batch_size = config.evals.batch_size
   sharding.check_batch_size(batch_size, mesh, "evals.batch_size")
   repl, rows = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  fn = jax.jit(lambda p, s, b: method.embed(p, s, b, config), in_shardings=(repl, repl, rows), out_shardings=repl)
+  jitted = jax.jit(fn, in_shardings=(repl, repl, rows), out_shardings=repl)
   out = []
   for batch, valid in arrays.eval_batches(inputs, batch_size):
-    out.append(sharding.to_host(fn(params, method_state, sharding.host_to_global(batch, mesh)))[:valid])
+    out.append(sharding.to_host(jitted(params, method_state, sharding.host_to_global(batch, mesh)))[:valid])
   return np.concatenate(out)
+
+
+def embed_arrays(method, params, method_state, inputs: dict, config, mesh) -> np.ndarray:
+  """`method.embed` of every row of `inputs` (`embed_batches`)."""
+  return embed_batches(lambda p, s, b: method.embed(p, s, b, config), params, method_state, inputs, config, mesh)
 
 
 def embed_split(method, params, method_state, split, config, mesh) -> np.ndarray:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def l2_normalize(x: np.ndarray) -> np.ndarray:
   x = np.asarray(x, np.float64)
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -32,20 +32,20 @@ def prompts(class_names: Sequence[str], templates: Sequence[str]) -> list[str]:
 def classifier(embed_texts: Callable[[list[str]], np.ndarray], class_names, templates) -> np.ndarray:
   """(C, D) unit rows: per class, the normalized mean of its normalized prompt embeddings."""
   texts = prompts(class_names, templates)
-  e = _normalize(embed_texts(texts)).reshape(len(class_names), len(templates), -1)
-  return _normalize(e.mean(axis=1))
+  e = l2_normalize(embed_texts(texts)).reshape(len(class_names), len(templates), -1)
+  return l2_normalize(e.mean(axis=1))
 
 
 def predict(image_embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
   """The class of highest cosine similarity for each image."""
-  return np.argmax(_normalize(image_embeddings) @ weights.T, axis=1)
+  return np.argmax(l2_normalize(image_embeddings) @ weights.T, axis=1)
 
 
 def retrieval(image_embeddings, text_embeddings, text_of_image, ks: Sequence[int] = (1, 5, 10)) -> dict:
   """Recall@k both ways. `text_embeddings` are the distinct captions; `text_of_image[i]` is image i's caption.
 
   Returns {'i2t_r@k': ..., 't2i_r@k': ...} for each k."""
-  sims = _normalize(image_embeddings) @ _normalize(text_embeddings).T  # (N images, M texts)
+  sims = l2_normalize(image_embeddings) @ l2_normalize(text_embeddings).T  # (N images, M texts)
   text_of_image = np.asarray(text_of_image)
   out = {}
   # Rank of the right caption: how many captions score strictly higher.

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import losses, sharding
+from ssljax import losses
 from ssljax.config import ConfigError
 from ssljax.data import arrays, pairs, wordpiece
 from ssljax.methods import vision
@@ -132,9 +132,10 @@ def loss_fn(params, state, batch, rng, config, step):
     mutable=["batch_stats"],
   )
   loss = losses.clip_loss(image_embeddings, text_embeddings, logit_scale=logit_scale)
-  logits, labels = losses.info_nce_logits(image_embeddings, text_embeddings, temperature=1.0)
+  # The same matrix the loss computes (XLA's CSE keeps one): each image's best caption.
+  logits = losses.clip_logits(image_embeddings, text_embeddings, logit_scale=logit_scale)
   metrics = {
-    "accuracy": jnp.mean(jnp.argmax(logits, axis=1) == labels, dtype=jnp.float32),
+    "accuracy": jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(logits.shape[0]), dtype=jnp.float32),
     "logit_scale": jnp.exp(logit_scale),
   }
   return loss, (metrics, {"batch_stats": updates.get("batch_stats", {})})
@@ -145,8 +146,9 @@ def loss_fn(params, state, batch, rng, config, step):
 
 def _joint(params, state, config, mesh, *, images=None, tokens=None) -> np.ndarray:
   """Embeddings in the shared space of `images` (uint8) or `tokens`, on the mesh in batches of evals.batch_size."""
+  from ssljax.evals import suite
+
   model = build_model(config)
-  variables = {"params": params, **state}
   if images is not None:
     fn = lambda p, s, b: model.apply(
       {"params": p, **s}, vision.eval_view(b["x"], config), train=False, method=CLIPModel.encode_image
@@ -155,12 +157,7 @@ def _joint(params, state, config, mesh, *, images=None, tokens=None) -> np.ndarr
   else:
     fn = lambda p, s, b: model.apply({"params": p, **s}, b["x"], train=False, method=CLIPModel.encode_text)
     inputs = tokens
-  repl, rows = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  jitted = jax.jit(fn, in_shardings=(repl, repl, rows), out_shardings=repl)
-  out = []
-  for batch, valid in arrays.eval_batches({"x": inputs}, config.evals.batch_size):
-    out.append(sharding.to_host(jitted(variables["params"], state, sharding.host_to_global(batch, mesh)))[:valid])
-  return np.concatenate(out).astype(np.float32)
+  return suite.embed_batches(fn, params, state, {"x": inputs}, config, mesh).astype(np.float32)
 
 
 def _towers_results(params, state, context, held_out, tok) -> tuple[dict, dict]:
@@ -244,7 +241,7 @@ def _pictures(context, held_out, seen) -> None:
 
   config, workdir = context.config, context.workdir
   pick = np.random.default_rng(config.seed).choice(len(held_out), size=min(8, len(held_out)), replace=False)
-  sims = zero_shot._normalize(seen["images"][pick]) @ zero_shot._normalize(seen["text_embeddings"]).T
+  sims = zero_shot.l2_normalize(seen["images"][pick]) @ zero_shot.l2_normalize(seen["text_embeddings"]).T
   top = np.argsort(-sims, axis=1)[:, :5]
   rows = [[(seen["texts"][j], j == seen["text_of_image"][i]) for j in row] for i, row in zip(pick, top)]
   _, grid = plots.retrieval_grid(

@@ -25,7 +25,7 @@ from ssljax import losses, sharding
 from ssljax.config import ConfigError
 from ssljax.methods import vision
 from ssljax.methods.base import ImageHooks, Method
-from ssljax.models import ENCODERS, get_encoder
+from ssljax.models import ENCODERS
 from ssljax.models.cpc import READOUTS, AudioEncoder, PatchGridEncoder, Predictor, grid_size
 
 
@@ -61,9 +61,8 @@ def build_encoder(config) -> nn.Module:
       readout=c.readout,
       dtype=jnp.dtype(m.dtype),
     )
-  kwargs = m.encoder_kwargs.to_dict() if hasattr(m.encoder_kwargs, "to_dict") else dict(m.encoder_kwargs)
   return PatchGridEncoder(
-    patch_encoder=get_encoder(m.encoder, dtype=jnp.dtype(m.dtype), **kwargs),
+    patch_encoder=vision.build_encoder(config),
     patch=c.patch_size,
     stride=c.patch_stride,
     context_dim=c.context_dim,

@@ -61,15 +61,11 @@ def enqueue(queue: jax.Array, pointer: jax.Array, keys: jax.Array) -> tuple[jax.
   return queue, (pointer + keys.shape[0]) % queue.shape[0]
 
 
-def _l2_normalize(x: jax.Array) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
-
-
 def init(config, rng, example_batch, *, data):
   model_rng, queue_rng = jax.random.split(rng)
   params, state = init_model(projection_model(config), model_rng, eval_view(example_batch["image"], config))
   # The paper starts the queue with random unit vectors: negatives that carry nothing until real keys arrive.
-  queue = _l2_normalize(jax.random.normal(queue_rng, (config.moco.queue_size, config.model.proj_out_dim)))
+  queue = losses.l2_normalize(jax.random.normal(queue_rng, (config.moco.queue_size, config.model.proj_out_dim)))
   steps = config.total_steps if config.total_steps > 0 else config.epochs * data.steps_per_epoch(config.batch_size)
   return params, {
     **state,
@@ -89,10 +85,12 @@ def moco_step(params, state, views, apply, *, step, momentum, temperature):
   key_params = momentum_update(key_params, params, momentum)
   q, query_stats = apply({"params": params, **_stats(state)}, query_view)
   k, key_stats = apply({"params": key_params, **_stats(state["key"])}, key_view)
-  k = jax.lax.stop_gradient(k.astype(jnp.float32))
-  logits, labels = losses.info_nce_logits(q, k, temperature=temperature, negatives=state["queue"])
+  # Unit vectors once: the keys are enqueued as they are scored, and the queue holds unit rows already.
+  q = losses.l2_normalize(q.astype(jnp.float32))
+  k = jax.lax.stop_gradient(losses.l2_normalize(k.astype(jnp.float32)))
+  logits, labels = losses.info_nce_logits(q, k, temperature=temperature, negatives=state["queue"], normalize=False)
   loss = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  queue, pointer = enqueue(state["queue"], state["queue_pointer"], _l2_normalize(k))
+  queue, pointer = enqueue(state["queue"], state["queue_pointer"], k)
   new_state = {
     **state,
     **query_stats,
